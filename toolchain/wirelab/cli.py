@@ -1,0 +1,64 @@
+"""The `wirelab` command line. Thin: parse, call one module, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .errors import WirelabError
+
+console = Console(stderr=True, highlight=False)
+
+
+class _Group(click.Group):
+    """Turns a WirelabError into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except WirelabError as exc:
+            click.echo(f"wirelab: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wirelab")
+def main() -> None:
+    """Build, test and run Envoy network filters that turn database traffic into metrics."""
+
+
+# --- build -----------------------------------------------------------------
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
+def build(directory: Path, as_json: bool, force: bool) -> None:
+    """Compile the filter project in DIRECTORY to build/<name>.wasm."""
+    from .build import build_project
+    from .project import Project
+
+    result = build_project(Project.load(directory), force=force)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        state = "up to date" if result.cached else "built"
+        click.echo(f"{state}: {result.wasm} ({result.bytes:,} bytes, {result.seconds:.2f} s)")
+
+
+# --- doctor ----------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the components as JSON.")
+def doctor(as_json: bool) -> None:
+    """Show what is installed, what is missing and how to get it."""
+    from .doctor import check_all, core_ok, render_table
+
+    components = check_all()
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in components], indent=2))
+    else:
+        Console().print(render_table(components))
+    sys.exit(0 if core_ok(components) else 1)
