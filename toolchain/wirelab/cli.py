@@ -62,3 +62,39 @@ def doctor(as_json: bool) -> None:
     else:
         Console().print(render_table(components))
     sys.exit(0 if core_ok(components) else 1)
+
+
+# --- record ----------------------------------------------------------------
+@main.command()
+@click.option("--listen", default="127.0.0.1:0", show_default=True,
+              help="HOST:PORT to accept clients on.")
+@click.option("--upstream", required=True, help="HOST:PORT of the real server.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Conversation file to write (JSON Lines).")
+@click.option("--protocol", default="tcp", show_default=True,
+              help="Protocol name stored in the file.")
+def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
+    """Relay clients to a server and record the traffic until Ctrl-C."""
+    import time
+
+    from .record import Recorder, parse_hostport
+
+    rec = Recorder(parse_hostport(listen), parse_hostport(upstream), out=out, protocol=protocol)
+    rec.start()
+    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} (Ctrl-C to stop)")
+    last = None
+    try:
+        while True:
+            s = rec.stats
+            now = (s.connections, s.active, s.client_bytes, s.server_bytes)
+            if now != last:
+                console.print(
+                    f"connections {s.connections} (open {s.active}), client→server "
+                    f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
+                )
+                last = now
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    conv = rec.stop()
+    console.print(f"wrote {out}: {len(conv.connections)} connection(s), {len(conv.events)} events")

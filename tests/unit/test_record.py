@@ -1,0 +1,172 @@
+"""The conversation format and the recording relay, against real sockets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from wirelab.conversation import Conversation
+from wirelab.errors import WirelabError
+from wirelab.record import Recorder, parse_hostport
+
+
+class _Server:
+    """A real TCP server: echoes each read, or greets and hangs up."""
+
+    def __init__(self, mode: str = "echo"):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.mode = mode
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            if self.mode == "greet":
+                conn.sendall(b"220 hello\r\n")
+                return
+            while chunk := conn.recv(65536):
+                conn.sendall(chunk)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _exchange(port: int, messages: list[bytes]) -> list[bytes]:
+    replies = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for m in messages:
+            s.sendall(m)
+            got = b""
+            while len(got) < len(m):
+                got += s.recv(65536)
+            replies.append(got)
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(10) == b""
+    return replies
+
+
+def test_relay_forwards_and_records_every_read(tmp_path):
+    server = _Server()
+    out = tmp_path / "echo.jsonl"
+    try:
+        with Recorder(upstream=("127.0.0.1", server.port), out=out, protocol="tcp") as rec:
+            assert _exchange(rec.port, [b"hello", b"\x00\x01binary\xff"]) == [
+                b"hello",
+                b"\x00\x01binary\xff",
+            ]
+            assert _exchange(rec.port, [b"second"]) == [b"second"]
+    finally:
+        server.close()
+
+    conv = Conversation.load(out)
+    assert conv.protocol == "tcp"
+    assert conv.meta["upstream"] == f"127.0.0.1:{server.port}"
+    c0, c1 = conv.connections
+    assert [(e.ev, e.dir, e.data) for e in c0.events] == [
+        ("open", None, b""),
+        ("data", "client", b"hello"),
+        ("data", "server", b"hello"),
+        ("data", "client", b"\x00\x01binary\xff"),
+        ("data", "server", b"\x00\x01binary\xff"),
+        ("close", None, b""),
+    ]
+    assert c0.closed_by == "client"
+    assert c0.src.startswith("127.0.0.1:")
+    assert c0.dst == f"127.0.0.1:{rec.port}"
+    assert c1.bytes("client") == b"second" and c1.bytes("server") == b"second"
+    times = [e.t for e in conv.events]
+    assert times == sorted(times)
+    assert conv.total_bytes() == 2 * (5 + 9 + 6)
+
+
+def test_server_close_is_recorded(tmp_path):
+    server = _Server("greet")
+    try:
+        with Recorder(upstream=("127.0.0.1", server.port), out=tmp_path / "g.jsonl") as rec:
+            with socket.create_connection(("127.0.0.1", rec.port)) as s:
+                got = b""
+                while chunk := s.recv(100):
+                    got += chunk
+            assert got == b"220 hello\r\n"
+    finally:
+        server.close()
+    (conn,) = Conversation.load(tmp_path / "g.jsonl").connections
+    assert conn.bytes("server") == b"220 hello\r\n"
+    assert conn.closed_by == "server"
+
+
+def test_stop_cuts_open_connections(tmp_path):
+    server = _Server()
+    try:
+        rec = Recorder(upstream=("127.0.0.1", server.port), out=tmp_path / "c.jsonl").start()
+        s = socket.create_connection(("127.0.0.1", rec.port))
+        s.sendall(b"x")
+        assert s.recv(10) == b"x"
+        conv = rec.stop(grace=0.2)
+        s.close()
+    finally:
+        server.close()
+    assert conv.connections[0].closed_by == "recorder"
+
+
+def test_round_trip_and_short_form(tmp_path):
+    conv = Conversation(protocol="postgres", meta={"note": "hand-written"})
+    conv.open(0, 0.0, "10.0.0.1:5555", "10.0.0.2:5432")
+    conv.data(0, 0.5, "client", b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+    conv.close(0, 1.25, "server")
+    path = conv.save(tmp_path / "x.jsonl")
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0]) == {
+        "format": "wirelab-conversation",
+        "version": 1,
+        "protocol": "postgres",
+        "meta": {"note": "hand-written"},
+    }
+    assert json.loads(lines[2]) == {
+        "t": 0.5, "conn": 0, "ev": "data", "dir": "client", "data": "AAAACATSFi8="
+    }
+    assert Conversation.load(path).events == conv.events
+    # A data line without "ev" is accepted.
+    short = Conversation.parse([lines[0], '{"t": 0, "conn": 3, "dir": "server", "data": "AQI="}'])
+    assert short.events[0].data == b"\x01\x02" and short.events[0].conn == 3
+
+
+@pytest.mark.parametrize(
+    "lines, fragment",
+    [
+        (['{"format": "pcap"}'], "is not a wirelab conversation"),
+        (['{"format": "wirelab-conversation", "version": 9}'], "version 9 is not supported"),
+        (['{"format": "wirelab-conversation", "version": 1}', "{oops"], ":2: invalid JSON"),
+        (
+            ['{"format": "wirelab-conversation", "version": 1}', '{"t": 0, "ev": "data"}'],
+            'needs "dir"',
+        ),
+        (
+            ['{"format": "wirelab-conversation", "version": 1}', '{"t": -1, "ev": "open"}'],
+            "non-negative",
+        ),
+    ],
+)
+def test_bad_files_name_the_problem(lines, fragment):
+    with pytest.raises(WirelabError, match=fragment):
+        Conversation.parse(lines, source="f.jsonl")
+
+
+def test_parse_hostport():
+    assert parse_hostport("10.1.2.3:5432") == ("10.1.2.3", 5432)
+    assert parse_hostport(":6000") == ("127.0.0.1", 6000)
+    assert parse_hostport("7000") == ("127.0.0.1", 7000)
+    with pytest.raises(WirelabError, match="HOST:PORT"):
+        parse_hostport("db:http")
