@@ -1,0 +1,12 @@
+"""Local database servers for tests and demos: PostgreSQL and MariaDB.
+
+Each server is a context manager that owns its whole life: a temp directory, a
+free loopback port, known credentials, TLS material, a log, and a process group
+that is gone when the `with` block ends (or the interpreter exits or is
+terminated).
+"""
+
+from .errors import ServerError
+from .postgres import PostgresServer
+
+__all__ = ["PostgresServer", "ServerError"]
