@@ -7,6 +7,7 @@ terminated).
 """
 
 from .errors import ServerError
+from .mariadb import MariaDBServer
 from .postgres import PostgresServer
 
-__all__ = ["PostgresServer", "ServerError"]
+__all__ = ["MariaDBServer", "PostgresServer", "ServerError"]
