@@ -1,0 +1,183 @@
+/* wirelab C SDK for proxy-wasm v0.2.1 network (L4) filters.
+ *
+ * The SDK owns every proxy_* export. A filter implements only the wl_on_*
+ * hooks it needs (the rest have weak defaults) and declares its state types
+ * with WL_PLUGIN_STATE(type) and WL_CONN_STATE(type). Filters observe traffic and never
+ * pause or modify it: every data callback returns CONTINUE to the host.
+ *
+ * Lifecycle, as Envoy drives it:
+ *   wl_on_vm_start()                          once per VM (one VM per worker)
+ *   wl_on_configure(plugin)                   per plugin instance; read config,
+ *                                             define metrics, keep their ids
+ *   wl_on_new_connection(conn)                per downstream connection
+ *   wl_on_data(conn, read)                    per read, either direction
+ *   wl_on_close(conn, dir, peer)              a side closed
+ *   wl_on_connection_end(conn)                once, before conn state is freed
+ *   wl_on_tick(plugin)                        after wl_set_tick_ms(period)
+ *
+ * Metric updates made with wl_batch_add() inside a callback are flushed once,
+ * as one host call per metric, when the callback returns. */
+#ifndef WIRELAB_FILTER_H
+#define WIRELAB_FILTER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+#include "wl_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes per direction of the static read window (one ranged read). */
+#ifndef WL_WINDOW_SIZE
+#define WL_WINDOW_SIZE 8192
+#endif
+
+/* ---- contexts ------------------------------------------------------------ */
+
+/* One plugin instance (root context). Several can share a VM when the same
+ * filter is configured twice, so per-instance settings live here, not in
+ * globals. */
+typedef struct wl_plugin {
+    uint32_t context_id;
+    void *state;        /* zeroed WL_PLUGIN_STATE type, or NULL */
+    const char *config; /* plugin configuration bytes, NUL-terminated ("" if none) */
+    size_t config_len;
+} wl_plugin;
+
+/* One downstream connection (stream context). */
+typedef struct wl_conn {
+    uint32_t context_id;
+    wl_plugin *plugin;      /* never NULL */
+    void *state;            /* zeroed WL_CONN_STATE type, or NULL */
+    uint64_t started_ns;    /* wl_now_ns() when the connection was created */
+    uint64_t bytes[2];      /* bytes seen so far, indexed by wl_dir */
+    uint8_t closed[2];      /* a close was reported for that side */
+    uint8_t ended;          /* wl_on_connection_end already ran */
+} wl_conn;
+
+/* One read handed to wl_on_data. Pass it as the fetch_ctx of wl_read_fetch. */
+typedef struct wl_read {
+    wl_dir dir;         /* WL_DIR_CLIENT: downstream data, WL_DIR_SERVER: upstream */
+    size_t size;        /* bytes in this read */
+    int end_of_stream;
+    /* window cache, managed by wl_read_fetch */
+    size_t win_off;
+    size_t win_len;
+} wl_read;
+
+/* Declare the state types (at file scope, once each); the SDK allocates
+ * them zeroed for every plugin instance / connection and frees them. */
+#define WL_PLUGIN_STATE(type) \
+    size_t wl_plugin_state_size(void) { return sizeof(type); }
+#define WL_CONN_STATE(type) \
+    size_t wl_conn_state_size(void) { return sizeof(type); }
+
+/* ---- hooks (all optional; weak defaults do nothing and accept) ----------- */
+
+int wl_on_vm_start(void);                 /* return 0 to refuse the VM */
+int wl_on_configure(wl_plugin *plugin);   /* return 0 to refuse the config */
+void wl_on_new_connection(wl_conn *conn);
+void wl_on_data(wl_conn *conn, wl_read *read);
+void wl_on_close(wl_conn *conn, wl_dir side, wl_peer peer);
+void wl_on_connection_end(wl_conn *conn);
+void wl_on_tick(wl_plugin *plugin);
+
+size_t wl_plugin_state_size(void);
+size_t wl_conn_state_size(void);
+
+/* ---- reading the data buffers -------------------------------------------- */
+
+/* Copies bytes [off, off+want) of the current read into the direction's
+ * static window (want is capped at WL_WINDOW_SIZE) and returns it; *got says
+ * how many arrived. A range already in the window costs no host call. Matches
+ * wl_fetch_fn; fetch_ctx is the wl_read*. Valid until the next fetch on the
+ * same direction. */
+const uint8_t *wl_read_fetch(void *read, size_t off, size_t want, size_t *got);
+
+/* Ranged read of any buffer into the window of `dir`; NULL when empty. */
+const uint8_t *wl_buffer_window(uint32_t buffer_type, wl_dir dir, size_t start, size_t want,
+                                size_t *got);
+
+/* ---- metrics -------------------------------------------------------------- */
+
+typedef uint32_t wl_metric;
+#define WL_METRIC_INVALID ((wl_metric)0xffffffffu)
+
+/* Define (or look up, by name) a metric; the name is printf-formatted.
+ * Returns WL_METRIC_INVALID if the host refuses it. Call at configure time. */
+wl_metric wl_counter(const char *name_fmt, ...) __attribute__((format(printf, 1, 2)));
+wl_metric wl_gauge(const char *name_fmt, ...) __attribute__((format(printf, 1, 2)));
+wl_metric wl_histogram(const char *name_fmt, ...) __attribute__((format(printf, 1, 2)));
+wl_metric wl_metric_define(wl_metric_type type, const char *name);
+
+void wl_metric_add(wl_metric id, int64_t delta);   /* counter (delta > 0) or gauge */
+void wl_metric_set(wl_metric id, uint64_t value);  /* gauge */
+void wl_metric_record(wl_metric id, uint64_t value); /* histogram sample */
+uint64_t wl_metric_get(wl_metric id);              /* counter or gauge; 0 on error */
+
+/* Accumulate a delta; flushed once per metric when the current callback
+ * returns (or by wl_batch_flush). Zero net deltas are dropped. */
+void wl_batch_add(wl_metric id, int64_t delta);
+void wl_batch_flush(void);
+
+/* ---- logging -------------------------------------------------------------- */
+
+void wl_log(wl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void wl_vlog(wl_log_level level, const char *fmt, va_list ap);
+#define wl_trace(...) wl_log(WL_LOG_TRACE, __VA_ARGS__)
+#define wl_debug(...) wl_log(WL_LOG_DEBUG, __VA_ARGS__)
+#define wl_info(...) wl_log(WL_LOG_INFO, __VA_ARGS__)
+#define wl_warn(...) wl_log(WL_LOG_WARN, __VA_ARGS__)
+#define wl_error(...) wl_log(WL_LOG_ERROR, __VA_ARGS__)
+
+/* ---- properties ------------------------------------------------------------ */
+
+/* `path` is dotted ("source.address"); use wl_property_raw for segments that
+ * contain dots. String values are copied NUL-terminated into out; the return
+ * is the value length (possibly > cap-1 when truncated) or -1 if absent. */
+int wl_property_string(const char *path, char *out, size_t cap);
+/* 8-byte little-endian integer properties; returns 0 on success, -1 if absent. */
+int wl_property_int(const char *path, int64_t *out);
+/* path is NUL-separated segments, path_len bytes; copies up to cap bytes. */
+int wl_property_raw(const char *path, size_t path_len, uint8_t *out, size_t cap);
+
+int wl_source_address(char *out, size_t cap);      /* "ip:port" */
+int wl_destination_address(char *out, size_t cap);
+int64_t wl_source_port(void);                      /* -1 if unknown */
+int64_t wl_destination_port(void);
+int64_t wl_connection_id(void);                    /* -1 if unknown */
+
+/* ---- time ------------------------------------------------------------------ */
+
+uint64_t wl_now_ns(void);   /* monotonic */
+uint64_t wl_wall_ns(void);  /* since the Unix epoch */
+void wl_set_tick_ms(uint32_t period_ms); /* 0 stops the tick */
+
+/* ---- plugin configuration (a flat JSON object) ----------------------------- */
+
+/* `key` may be dotted to reach into nested objects ("tags.database"). */
+int wl_config_string(const wl_plugin *p, const char *key, char *out, size_t cap,
+                     const char *dflt);           /* returns strlen(out) */
+int64_t wl_config_int(const wl_plugin *p, const char *key, int64_t dflt);
+int wl_config_bool(const wl_plugin *p, const char *key, int dflt);
+
+/* The same lookups over any JSON text. Return 0 when found with the right
+ * type, -1 otherwise (out untouched). wl_json_string unescapes into out and
+ * always NUL-terminates when cap > 0; it fails if the value does not fit. */
+int wl_json_string(const char *json, size_t len, const char *key, char *out, size_t cap);
+int wl_json_number(const char *json, size_t len, const char *key, double *out);
+int wl_json_int(const char *json, size_t len, const char *key, int64_t *out);
+int wl_json_bool(const char *json, size_t len, const char *key, int *out);
+
+/* Replaces every byte outside [A-Za-z0-9_-] with '_' (metric tag values). */
+void wl_sanitize_tag(char *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,146 @@
+/* Metric definition (cached by name) and per-callback batching. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wirelab_filter.h"
+
+#ifndef WL_METRIC_NAME_MAX
+#define WL_METRIC_NAME_MAX 256
+#endif
+#ifndef WL_BATCH_SLOTS
+#define WL_BATCH_SLOTS 64
+#endif
+
+/* ---- name -> id cache ----------------------------------------------------------
+ * Filters define metrics at configure time; a second plugin instance or a
+ * reconfigure asks for the same names again, so answer those without a host
+ * call. Chained hash buckets; names are copied once. */
+typedef struct wl_metric_entry {
+    struct wl_metric_entry *next;
+    wl_metric id;
+    uint32_t type;
+    char name[];
+} wl_metric_entry;
+
+#define WL_METRIC_BUCKETS 256
+static wl_metric_entry *wl__metric_buckets[WL_METRIC_BUCKETS];
+
+static uint32_t wl__fnv1a(const char *s) {
+    uint32_t h = 2166136261u;
+    while (*s) h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+wl_metric wl_metric_define(wl_metric_type type, const char *name) {
+    uint32_t b = wl__fnv1a(name) & (WL_METRIC_BUCKETS - 1);
+    for (wl_metric_entry *e = wl__metric_buckets[b]; e; e = e->next) {
+        if (e->type == (uint32_t)type && strcmp(e->name, name) == 0) return e->id;
+    }
+    uint32_t id = 0;
+    if (proxy_define_metric(type, name, strlen(name), &id) != WL_OK) {
+        wl_log(WL_LOG_ERROR, "wirelab: the host refused metric %s", name);
+        return WL_METRIC_INVALID;
+    }
+    size_t len = strlen(name);
+    wl_metric_entry *e = malloc(sizeof(*e) + len + 1);
+    if (e) {
+        e->id = id;
+        e->type = type;
+        memcpy(e->name, name, len + 1);
+        e->next = wl__metric_buckets[b];
+        wl__metric_buckets[b] = e;
+    }
+    return id;
+}
+
+static wl_metric wl__vdefine(wl_metric_type type, const char *fmt, va_list ap) {
+    char name[WL_METRIC_NAME_MAX];
+    int n = vsnprintf(name, sizeof name, fmt, ap);
+    if (n < 0 || (size_t)n >= sizeof name) {
+        wl_log(WL_LOG_ERROR, "wirelab: metric name too long: %s...", name);
+        return WL_METRIC_INVALID;
+    }
+    return wl_metric_define(type, name);
+}
+
+wl_metric wl_counter(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    wl_metric id = wl__vdefine(WL_COUNTER, fmt, ap);
+    va_end(ap);
+    return id;
+}
+
+wl_metric wl_gauge(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    wl_metric id = wl__vdefine(WL_GAUGE, fmt, ap);
+    va_end(ap);
+    return id;
+}
+
+wl_metric wl_histogram(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    wl_metric id = wl__vdefine(WL_HISTOGRAM, fmt, ap);
+    va_end(ap);
+    return id;
+}
+
+void wl_metric_add(wl_metric id, int64_t delta) {
+    if (id != WL_METRIC_INVALID && delta != 0) proxy_increment_metric(id, delta);
+}
+
+void wl_metric_set(wl_metric id, uint64_t value) {
+    if (id != WL_METRIC_INVALID) proxy_record_metric(id, value);
+}
+
+void wl_metric_record(wl_metric id, uint64_t value) {
+    if (id != WL_METRIC_INVALID) proxy_record_metric(id, value);
+}
+
+uint64_t wl_metric_get(wl_metric id) {
+    uint64_t v = 0;
+    if (id == WL_METRIC_INVALID || proxy_get_metric(id, &v) != WL_OK) return 0;
+    return v;
+}
+
+/* ---- batching ------------------------------------------------------------------
+ * A callback typically touches a handful of metrics many times (one per
+ * message); a linear scan of a small array beats hashing at that size. */
+static struct {
+    wl_metric id;
+    int64_t delta;
+} wl__batch[WL_BATCH_SLOTS];
+static uint32_t wl__batch_len;
+
+void wl_batch_flush(void) {
+    for (uint32_t i = 0; i < wl__batch_len; i++) {
+        wl_metric_add(wl__batch[i].id, wl__batch[i].delta);
+    }
+    wl__batch_len = 0;
+}
+
+void wl_batch_add(wl_metric id, int64_t delta) {
+    if (id == WL_METRIC_INVALID || delta == 0) return;
+    for (uint32_t i = 0; i < wl__batch_len; i++) {
+        if (wl__batch[i].id == id) {
+            wl__batch[i].delta += delta;
+            return;
+        }
+    }
+    if (wl__batch_len == WL_BATCH_SLOTS) wl_batch_flush();
+    wl__batch[wl__batch_len].id = id;
+    wl__batch[wl__batch_len].delta = delta;
+    wl__batch_len++;
+}
+
+void wl_sanitize_tag(char *s) {
+    for (; *s; s++) {
+        char c = *s;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-';
+        if (!ok) *s = '_';
+    }
+}
