@@ -1,0 +1,133 @@
+"""Render Envoy YAML from the templates in the top-level `envoy/` directory."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from ..errors import EnvoyError
+from ..paths import envoy_templates_dir
+from .specs import FilterSpec, ListenerSpec
+
+# Keys that may appear as `.<key>=<value>` segments (docs/metrics-naming.md).
+TAG_KEYS = (
+    "type", "verb", "command", "sqlstate", "class", "code",
+    "reason", "database", "user", "direction",
+)
+# Envoy stores a Wasm metric `x` as `wasmcustom.x`, and the tag regexes see that
+# full name; anchoring on the namespace keeps Envoy's own stats untouched and
+# lets Envoy skip the regex for every other stat (it indexes rules by prefix).
+NAMESPACE = "wasmcustom"
+
+
+def tag_rules(extra_keys: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The `stats_config.stats_tags` rules for the wirelab naming convention."""
+    rules = [{"tag_name": "stat_prefix", "regex": rf"^{NAMESPACE}\.[^.]+\.(([^.]+)\.)"}]
+    for key in dict.fromkeys(TAG_KEYS + tuple(extra_keys)):
+        rules.append({"tag_name": key, "regex": rf"^{NAMESPACE}\..*?(\.{key}=([^.]+))"})
+    return rules
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(envoy_templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    # JSON scalars are valid YAML and quote whatever a value holds.
+    env.filters["q"] = lambda v: json.dumps(v)
+    return env
+
+
+def _upstream_ip(host: str) -> str:
+    """STATIC clusters need an IP address: resolve a host name once, here."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError as exc:
+        raise EnvoyError(
+            f"upstream host {host!r} does not resolve ({exc}): use an IP address"
+        ) from None
+
+
+def _filter_ctx(f: FilterSpec, check_file: bool) -> dict[str, Any]:
+    wasm = f.wasm.resolve()
+    if check_file and not wasm.is_file():
+        raise EnvoyError(f"filter {f.name!r}: {wasm} does not exist (run `wirelab build` first)")
+    return {
+        "name": f.name,
+        "root_id": f.root_id,
+        "vm_id": f.vm_id,
+        "wasm_path": str(wasm),
+        "config_json": f.config_json(),
+        "failure_policy": f.failure_policy,
+    }
+
+
+def _listener_ctx(spec: ListenerSpec, address: str, check_file: bool) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "address": address,
+        "port": spec.port,
+        "cluster": spec.cluster,
+        "upstream_ip": _upstream_ip(spec.upstream[0]),
+        "upstream_port": spec.upstream[1],
+        "filters": [_filter_ctx(f, check_file) for f in spec.filters],
+    }
+
+
+def _check_unique(listeners: list[ListenerSpec]) -> None:
+    names = [spec.name for spec in listeners]
+    for name in names:
+        if names.count(name) > 1:
+            raise EnvoyError(f"two listeners are named {name!r}: give each its own name")
+
+
+def render_bootstrap(
+    listeners: list[ListenerSpec],
+    admin_port: int,
+    stats_flush_interval_ms: int = 200,
+    concurrency: int = 1,
+) -> str:
+    """A complete Envoy bootstrap (YAML) with the admin API on 127.0.0.1.
+
+    `concurrency` is a command-line option of Envoy, not part of the bootstrap;
+    it is accepted here so callers describe one run in one place.
+    """
+    del concurrency
+    _check_unique(listeners)
+    if stats_flush_interval_ms < 1:
+        raise EnvoyError("stats_flush_interval_ms must be at least 1")
+    return _env().get_template("bootstrap.yaml.j2").render(
+        listeners=[_listener_ctx(spec, "127.0.0.1", True) for spec in listeners],
+        admin_port=int(admin_port),
+        flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
+        tag_rules=tag_rules(),
+    )
+
+
+def render_user_config(
+    listeners: list[ListenerSpec],
+    listen_address: str = "0.0.0.0",
+    extra_tag_keys: tuple[str, ...] = (),
+) -> str:
+    """Snippets for a user's own Envoy: listeners, clusters and the stats_tags rules.
+
+    Wasm paths are written as given (absolute), since the user's Envoy may run
+    elsewhere; the file need not exist on this machine.
+    """
+    _check_unique(listeners)
+    return _env().get_template("user-config.yaml.j2").render(
+        listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
+        tag_rules=tag_rules(extra_tag_keys),
+    )
