@@ -6,8 +6,9 @@ that is gone when the `with` block ends (or the interpreter exits or is
 terminated).
 """
 
+from .docker_backend import ContainerSpec, DockerBackend
 from .errors import ServerError
 from .mariadb import MariaDBServer
 from .postgres import PostgresServer
 
-__all__ = ["MariaDBServer", "PostgresServer", "ServerError"]
+__all__ = ["ContainerSpec", "DockerBackend", "MariaDBServer", "PostgresServer", "ServerError"]
