@@ -1,0 +1,81 @@
+"""The language-independent part of a build: cache check, compile, validate, stamp."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildError
+from . import cache, validate, zig
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    wasm: Path
+    bytes: int
+    cached: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "wasm": str(self.wasm),
+            "bytes": self.bytes,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class CompilePlan:
+    """One compiler invocation producing one module."""
+
+    root: Path  # the project: compiler cwd, and diagnostics are shown relative to it
+    output: Path
+    sources: list[Path]  # compiled
+    flags: list[str]  # everything but the compiler and `-o`
+    inputs: list[Path] = field(default_factory=list)  # hashed, beyond `sources`
+    material: list[str] = field(default_factory=list)  # more hashed text (versions, modes)
+
+    def digest(self) -> str:
+        material = [f"zig={zig.zig_version()}", *self.flags, *self.material]
+        material += [f"src={s}" for s in self.sources]
+        return cache.input_hash([*self.sources, *self.inputs], material)
+
+
+def run(plan: CompilePlan, force: bool = False) -> BuildResult:
+    """Build `plan.output` unless its inputs are unchanged; validate what was built."""
+    started = time.monotonic()
+    digest = plan.digest()
+    if not force and cache.is_fresh(plan.output, digest):
+        return BuildResult(
+            plan.output, plan.output.stat().st_size, True, time.monotonic() - started
+        )
+    plan.output.parent.mkdir(parents=True, exist_ok=True)
+    cache.clear_stamp(plan.output)
+    # Compile beside the output and rename, so a failed build never leaves a
+    # half-written module where Envoy or the emulator would pick it up.
+    tmp = plan.output.with_name(f".{plan.output.name}.{os.getpid()}.tmp")
+    argv = [*zig.compiler_command(), *plan.flags, "-o", str(tmp), *map(str, plan.sources)]
+    try:
+        zig.compile_wasm(argv, tmp, plan.root, plan.sources)
+        try:
+            validate.validate(tmp)
+        except BuildError as exc:
+            where = _shown(plan)
+            lines = str(exc).splitlines()
+            raise BuildError("\n".join(f"{where}: {ln}" for ln in lines)) from None
+        os.replace(tmp, plan.output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    cache.write_stamp(plan.output, digest)
+    return BuildResult(plan.output, plan.output.stat().st_size, False, time.monotonic() - started)
+
+
+def _shown(plan: CompilePlan) -> str:
+    try:
+        return str(plan.output.relative_to(plan.root))
+    except ValueError:
+        return str(plan.output)
