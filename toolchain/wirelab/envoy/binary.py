@@ -53,7 +53,8 @@ def startup_reason(output: str) -> str:
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     picked = [ln for ln in lines if re.search(r"\]\[(error|critical)\]", ln)] or lines[-3:]
     cleaned = [
-        _INIT_ERROR.sub(r"\1", _CONFIG_PATH.sub("", _DECORATION.sub("", ln))) for ln in picked
+        " ".join(_INIT_ERROR.sub(r"\1", _CONFIG_PATH.sub("", _DECORATION.sub("", ln))).split())
+        for ln in picked
     ]
     return " | ".join(dict.fromkeys(c for c in cleaned if c)) or "no reason in Envoy's output"
 

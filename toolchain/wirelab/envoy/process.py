@@ -114,6 +114,8 @@ class EnvoyProcess:
             "--disable-hot-restart", "--use-dynamic-base-id",
             "--concurrency", str(self.concurrency),
             "-l", self.log_level, "--log-path", str(self.log_path),
+            # Envoy buffers its log file for 10 s by default; log_tail() wants it now.
+            "--file-flush-interval-msec", "100",
         ]
         out = open(self._workdir / "envoy.out", "wb")  # noqa: SIM115 - owned by the child
         try:

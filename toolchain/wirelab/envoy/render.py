@@ -127,6 +127,9 @@ def render_user_config(
     elsewhere; the file need not exist on this machine.
     """
     _check_unique(listeners)
+    for spec in listeners:
+        if not spec.port:
+            raise EnvoyError(f"listener {spec.name!r} has no port: give it the port to listen on")
     return _env().get_template("user-config.yaml.j2").render(
         listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
         tag_rules=tag_rules(extra_tag_keys),

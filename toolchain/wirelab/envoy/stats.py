@@ -21,7 +21,8 @@ PREFIX = "wasmcustom."
 class Histogram:
     """Envoy keeps log-linear buckets (two significant digits), so `count` is
     exact while `sum` adds each bucket's lower bound: exact for values with at
-    most two significant digits, otherwise a lower bound within 10 %. `quantiles` maps a percentile (0..100) to its value."""
+    most two significant digits, otherwise a lower bound within 10 %.
+    `quantiles` maps a percentile (0..100) to its value."""
 
     count: int
     sum: float

@@ -1,0 +1,97 @@
+"""Fixtures shared by unit and e2e tests: small, generic, real."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class EchoServer:
+    """A TCP server on 127.0.0.1 that sends back every byte it receives."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self._sock.getsockname()[1]
+        self.connections = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self._stop = True
+        self._sock.close()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoServer]:
+    server = EchoServer()
+    yield server
+    server.close()
+
+
+def _roundtrip(port: int, payload: bytes, host: str = "127.0.0.1") -> bytes:
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+@pytest.fixture
+def roundtrip() -> Callable[..., bytes]:
+    """roundtrip(port, payload): one connection, send, read len(payload) back, close."""
+    return _roundtrip
+
+
+@pytest.fixture(scope="session")
+def envoy_probe_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/envoy_probe/probe.c compiled with Zig's clang (raw proxy-wasm ABI)."""
+    out = tmp_path_factory.mktemp("probe") / "probe.wasm"
+    cmd = [
+        sys.executable, "-m", "ziglang", "cc", "--target=wasm32-wasi", "-mexec-model=reactor",
+        "-O2", "-s", "-Wl,--export=malloc", "-Wl,--export=free",
+        "-o", str(out), str(FIXTURES / "envoy_probe" / "probe.c"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def bytes_counter_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/bytes-counter built by wirelab's own build, in a copy outside the checkout."""
+    from wirelab.build import build_project
+    from wirelab.paths import examples_dir
+    from wirelab.project import Project
+
+    src = tmp_path_factory.mktemp("examples") / "bytes-counter"
+    shutil.copytree(examples_dir() / "bytes-counter", src, ignore=shutil.ignore_patterns("build"))
+    return build_project(Project.load(src)).wasm
