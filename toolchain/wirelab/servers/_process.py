@@ -1,8 +1,9 @@
 """Server processes that never outlive us.
 
-Each server runs in its own session (so its process group holds it and every
-backend it forks) with its output in a log file. Stopping signals the leader,
-waits, then kills whatever is left in the group. Three backstops cover the
+Each server runs in its own session (so a terminal's Ctrl-C reaches us, not
+it) with its working directory in the server's temp directory and its output
+in a log file. Stopping signals the leader, waits, then kills every process
+still working inside that directory. Three backstops cover the
 paths where no `with` block unwinds: an atexit hook, a SIGTERM handler that
 stops live servers before letting the signal do its job, and a parent-death
 signal so even a SIGKILLed Python takes its servers with it.
@@ -130,24 +131,47 @@ class ServerProcess:
                 preexec_fn=_child_setup(death_signal if _main_thread() else None),
             )
         self.pid = self.popen.pid
-        self.pgid = self.pid  # start_new_session makes it the group leader
+        self.cwd = Path(cwd).resolve()
 
     def exit_code(self) -> int | None:
         return self.popen.poll()
 
     def group_pids(self) -> list[int]:
-        """Every live process in the server's process group (leader included)."""
-        pids = []
+        """Every live process of this server: the leader, its descendants, and
+        any process working inside the server's directory.
+
+        The directory is what finds them all: PostgreSQL puts each backend in a
+        session of its own (so the process group misses them), and a killed
+        postmaster's orphans are no longer its descendants. Servers keep their
+        data directory (or ours) as the working directory.
+        """
+        found: set[int] = set()
+        try:
+            leader = psutil.Process(self.pid)
+            if leader.status() != psutil.STATUS_ZOMBIE:
+                found.add(self.pid)
+            found.update(c.pid for c in leader.children(recursive=True))
+        except psutil.Error:
+            pass
+        root = str(self.cwd)
         for proc in psutil.process_iter(["pid"]):
             try:
-                if os.getpgid(proc.pid) == self.pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                    pids.append(proc.pid)
-            except (ProcessLookupError, psutil.Error):
+                cwd = proc.cwd()
+            except (psutil.Error, OSError):
                 continue
-        return pids
+            if cwd == root or cwd.startswith(root + os.sep):
+                found.add(proc.pid)
+        live = []
+        for pid in sorted(found):
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    live.append(pid)
+            except psutil.Error:
+                continue
+        return live
 
     def stop(self, first_signal: int, grace: float = 10.0) -> None:
-        """Ask politely, then kill the whole group; returns when none is left."""
+        """Ask politely, then kill whatever is left; returns when none is left."""
         if self.popen.poll() is None:
             try:
                 self.popen.send_signal(first_signal)
@@ -157,21 +181,24 @@ class ServerProcess:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
-        # Backends orphaned by a crashed leader, or a leader that ignored us.
-        deadline = time.monotonic() + 5
-        while True:
+        kill_all(self.group_pids)
+        if self.popen.poll() is None:
+            self.popen.wait(5)
+
+
+def kill_all(find: Callable[[], list[int]], timeout: float = 5.0) -> None:
+    """SIGKILL what `find` returns until it returns nothing (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = find()
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
             try:
-                os.killpg(self.pgid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            if self.popen.poll() is None:
-                try:
-                    self.popen.wait(1)
-                except subprocess.TimeoutExpired:
-                    continue
-            if not self.group_pids() or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        time.sleep(0.05)
 
 
 def tail(path: Path, n: int) -> str:
