@@ -272,3 +272,14 @@ def test_project_errors_are_wirelab_errors(tmp_path):
     assert issubclass(BuildError, WirelabError)
     with pytest.raises(WirelabError):
         Project.load(tmp_path / "nothing-here")
+
+
+def test_only_the_projects_protocol_decoder_is_compiled():
+    from wirelab.build.c import library_sources
+    from wirelab.paths import protocols_dir, sdk_dir
+
+    tcp = library_sources("tcp")
+    assert {p.name for p in tcp} >= {"wl_runtime.c", "wl_metrics.c", "wl_host.c", "wl_json.c"}
+    assert all(p.parent == sdk_dir() or p.name.startswith("wire") for p in tcp)
+    pg = set(library_sources("postgres")) - set(tcp)
+    assert pg == set(protocols_dir().glob("postgres*.c"))

@@ -11,13 +11,16 @@ from .pipeline import BuildResult, CompilePlan, run
 from .zig import TARGET_FLAGS
 
 
-def library_sources() -> list[Path]:
-    """C files every filter links: the SDK and the protocol decoders.
+def library_sources(protocol: str) -> list[Path]:
+    """C files a filter links: the SDK, plus the decoder of the project's protocol.
 
-    Unused decoder code costs nothing in the module: the linker drops every
-    function a filter does not reach.
+    `protocol = "postgres"` compiles filters/protocols/postgres*.c, "mysql"
+    mysql*.c; every project gets the shared wire*.c. Only the protocol a
+    project names is compiled, so one decoder never breaks another's builds.
     """
-    return sorted(paths.sdk_dir().glob("*.c")) + sorted(paths.protocols_dir().glob("*.c"))
+    proto = paths.protocols_dir()
+    decoders = sorted(proto.glob(f"{protocol}*.c")) if protocol != "tcp" else []
+    return sorted(paths.sdk_dir().glob("*.c")) + sorted(proto.glob("wire*.c")) + decoders
 
 
 def plan_for(project: Project) -> CompilePlan:
@@ -26,11 +29,11 @@ def plan_for(project: Project) -> CompilePlan:
     inputs: list[Path] = []
     for d in project.include_paths:
         inputs += cache.headers_under(d)
-    inputs += cache.files_under(paths.sdk_dir()) + cache.files_under(paths.protocols_dir())
+    inputs += cache.files_under(paths.sdk_dir()) + cache.headers_under(paths.protocols_dir())
     return CompilePlan(
         root=project.root,
         output=project.wasm_path,
-        sources=[*project.source_paths, *library_sources()],
+        sources=[*project.source_paths, *library_sources(project.manifest.protocol)],
         flags=flags,
         inputs=inputs,
         material=["language=c"],
