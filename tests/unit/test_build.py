@@ -283,3 +283,13 @@ def test_only_the_projects_protocol_decoder_is_compiled():
     assert all(p.parent == sdk_dir() or p.name.startswith("wire") for p in tcp)
     pg = set(library_sources("postgres")) - set(tcp)
     assert pg == set(protocols_dir().glob("postgres*.c"))
+
+
+def test_sdk_readme_example_builds_warning_free(tmp_path):
+    from wirelab.paths import sdk_dir
+
+    text = (sdk_dir() / "README.md").read_text()
+    code = text.split("```c\n", 1)[1].split("```", 1)[0]
+    root = make_project(tmp_path / "readme", code, 'cflags = ["-Wall", "-Wextra", "-Werror"]\n')
+    info = validate.inspect(build_project(Project.load(root)).wasm)
+    assert validate.problems(info) == []
