@@ -293,3 +293,18 @@ def test_sdk_readme_example_builds_warning_free(tmp_path):
     root = make_project(tmp_path / "readme", code, 'cflags = ["-Wall", "-Wextra", "-Werror"]\n')
     info = validate.inspect(build_project(Project.load(root)).wasm)
     assert validate.problems(info) == []
+
+
+def test_warnings_are_reported_not_fatal(tmp_path):
+    root = make_project(
+        tmp_path / "w",
+        '#include "wirelab_filter.h"\n'
+        "int wl_on_vm_start(void) {\n  int unused = 3;\n  return 1;\n}\n",
+        'cflags = ["-Wall"]\n',
+    )
+    result = CliRunner().invoke(main, ["build", str(root), "--json"])
+    assert result.exit_code == 0
+    assert "wirelab: warning: filter.c:3: unused variable 'unused' [-Wunused-variable]" in (
+        result.output
+    )
+    assert build_project(Project.load(root)).warnings == ()  # cached: nothing compiled

@@ -18,6 +18,8 @@ class BuildResult:
     bytes: int
     cached: bool
     seconds: float
+    # Compiler warnings as `file:line: message` (empty when cached); not in as_dict.
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +62,7 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
     tmp = plan.output.with_name(f".{plan.output.name}.{os.getpid()}.tmp")
     argv = [*zig.compiler_command(), *plan.flags, "-o", str(tmp), *map(str, plan.sources)]
     try:
-        zig.compile_wasm(argv, tmp, plan.root, plan.sources)
+        proc = zig.compile_wasm(argv, tmp, plan.root, plan.sources)
         try:
             validate.validate(tmp)
         except BuildError as exc:
@@ -71,7 +73,16 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
     finally:
         tmp.unlink(missing_ok=True)
     cache.write_stamp(plan.output, digest)
-    return BuildResult(plan.output, plan.output.stat().st_size, False, time.monotonic() - started)
+    warnings = zig.parse_diagnostics(
+        proc.stderr + proc.stdout, plan.root, plan.sources, severity="warning"
+    )
+    return BuildResult(
+        plan.output,
+        plan.output.stat().st_size,
+        False,
+        time.monotonic() - started,
+        tuple(str(w) for w in warnings),
+    )
 
 
 def _shown(plan: CompilePlan) -> str:

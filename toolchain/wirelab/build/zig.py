@@ -65,8 +65,13 @@ def _display_path(raw: str, root: Path) -> str:
         return str(path)
 
 
-def parse_diagnostics(output: str, root: Path, sources: list[Path]) -> list[Diagnostic]:
-    """Errors (and fatal errors) from clang and wasm-ld, paths relative to `root`."""
+def parse_diagnostics(
+    output: str, root: Path, sources: list[Path], severity: str = "error"
+) -> list[Diagnostic]:
+    """Errors (or, with severity="warning", warnings) from clang and wasm-ld.
+
+    Paths are shown relative to `root` when inside it.
+    """
     by_stem = {}
     for src in sources:
         by_stem.setdefault(src.stem, []).append(src)
@@ -74,10 +79,13 @@ def parse_diagnostics(output: str, root: Path, sources: list[Path]) -> list[Diag
     for line in output.splitlines():
         m = _CLANG_DIAG.match(line)
         if m:
-            if m["sev"] in ("error", "fatal error"):
+            sev = "error" if m["sev"] == "fatal error" else m["sev"]
+            if sev == severity:
                 found.append(
-                    Diagnostic(_display_path(m["file"], root), int(m["line"]), "error", m["msg"])
+                    Diagnostic(_display_path(m["file"], root), int(m["line"]), sev, m["msg"])
                 )
+            continue
+        if severity != "error":
             continue
         m = _LD_UNDEFINED.search(line)
         if m:
