@@ -1,0 +1,1188 @@
+/* MySQL / MariaDB protocol decoder: see mysql.h. */
+#include "mysql.h"
+
+#include <string.h>
+
+enum { PH_GREETING = 0, PH_LOGIN, PH_AUTH, PH_COMMAND, PH_STOPPED };
+enum { CS_COMMAND = 0, CS_INFILE };
+enum {
+    RS_IDLE = 0,   /* no answer in progress */
+    RS_FIRST,      /* first packet of an answer (or of the next result) */
+    RS_COLDEFS,    /* column definitions of a result set */
+    RS_COLDEFS_EOF,/* EOF after the column definitions */
+    RS_ROWS,       /* rows until EOF / OK-as-EOF / ERR */
+    RS_PREP,       /* definitions after COM_STMT_PREPARE_OK */
+    RS_FIELDS,     /* COM_FIELD_LIST definitions */
+    RS_AUTH,       /* COM_CHANGE_USER authentication exchange */
+    RS_INFILE,     /* waiting for the client's LOCAL INFILE upload */
+};
+enum { PREP_PARAMS = 0, PREP_PARAMS_EOF, PREP_COLS, PREP_COLS_EOF };
+
+#define MAX_PAYLOAD 0xffffffu
+#define SMALL_HEAD 32u
+
+static void emit(wl_mysql_decoder *d, wl_mysql_event *ev) {
+    if (d->cb) d->cb(d->ud, ev);
+}
+
+static void ev_init(wl_mysql_event *ev, wl_mysql_event_type t, wl_dir dir) {
+    memset(ev, 0, sizeof *ev);
+    ev->type = t;
+    ev->dir = dir;
+}
+
+static void stop(wl_mysql_decoder *d) { d->phase = PH_STOPPED; }
+
+static void decoder_error(wl_mysql_decoder *d, wl_dir dir, const char *why) {
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_DECODER_ERROR, dir);
+    ev.text = why;
+    ev.text_len = ev.text_total = strlen(why);
+    stop(d);
+    emit(d, &ev);
+}
+
+static void protocol_error(wl_mysql_decoder *d, wl_dir dir, const char *why) {
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_PROTOCOL_ERROR, dir);
+    ev.text = why;
+    ev.text_len = ev.text_total = strlen(why);
+    emit(d, &ev);
+}
+
+static void check_seq(wl_mysql_decoder *d, wl_dir dir, uint8_t expected) {
+    if (d->side[dir].seq != expected) protocol_error(d, dir, "sequence id out of order");
+}
+
+/* Length-encoded integer at p[*i] within n bytes. Returns 0 when it does not
+ * fit or is not an integer (0xfb NULL, 0xff). */
+static int lenenc(const uint8_t *p, size_t n, size_t *i, uint64_t *out) {
+    if (*i >= n) return 0;
+    uint8_t b = p[*i];
+    size_t w;
+    if (b < 0xfb) {
+        *out = b;
+        *i += 1;
+        return 1;
+    }
+    if (b == 0xfc) w = 2;
+    else if (b == 0xfd) w = 3;
+    else if (b == 0xfe) w = 8;
+    else return 0;
+    if (*i + 1 + w > n) return 0;
+    uint64_t v = 0;
+    for (size_t k = 0; k < w; k++) v |= (uint64_t)p[*i + 1 + k] << (8 * k);
+    *out = v;
+    *i += 1 + w;
+    return 1;
+}
+
+/* NUL-terminated string starting at p[*i]; to the end of the bytes when the
+ * NUL is missing (sets *cut). */
+static const char *cstr(const uint8_t *p, size_t n, size_t *i, size_t *len) {
+    if (*i > n) {
+        *len = 0;
+        return NULL;
+    }
+    const uint8_t *s = p + *i;
+    const uint8_t *z = memchr(s, 0, n - *i);
+    if (z) {
+        *len = (size_t)(z - s);
+        *i += *len + 1;
+    } else {
+        *len = n - *i;
+        *i = n;
+    }
+    return (const char *)s;
+}
+
+/* ------------------------------------------------------------------ verbs */
+
+static int is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_alpha(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+
+/* Skip blanks, comments and opening parentheses; enters executable comments
+ * (slash-star-bang, slash-star-M-bang) since their content is SQL. */
+static size_t skip_noise(const uint8_t *s, size_t n, size_t i) {
+    while (i < n) {
+        uint8_t c = s[i];
+        if (is_space(c) || c == '(') {
+            i++;
+        } else if (c == '#') {
+            while (i < n && s[i] != '\n') i++;
+        } else if (c == '-' && i + 2 < n && s[i + 1] == '-' && (is_space(s[i + 2]) || s[i + 2] < 0x20)) {
+            while (i < n && s[i] != '\n') i++;
+        } else if (c == '-' && i + 2 == n && s[i + 1] == '-') {
+            return n;
+        } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
+            size_t j = i + 2;
+            if (j < n && s[j] == 'M' && j + 1 < n && s[j + 1] == '!') j++;
+            if (j < n && s[j] == '!') {
+                j++;
+                while (j < n && is_digit(s[j])) j++;
+                i = j; /* executable comment: its body is code */
+                continue;
+            }
+            while (j + 1 < n && !(s[j] == '*' && s[j + 1] == '/')) j++;
+            i = j + 2 <= n ? j + 2 : n;
+        } else if (c == '*' && i + 1 < n && s[i + 1] == '/') {
+            i += 2; /* end of an executable comment */
+        } else {
+            break;
+        }
+    }
+    return i;
+}
+
+/* Lowercased word at s[*i] into w (cap bytes); returns its length, 0 if none. */
+static size_t word(const uint8_t *s, size_t n, size_t *i, char *w, size_t cap) {
+    *i = skip_noise(s, n, *i);
+    size_t k = 0;
+    while (*i < n && is_alpha(s[*i])) {
+        if (k < cap) w[k] = (char)(s[*i] | 0x20);
+        k++;
+        (*i)++;
+    }
+    return k <= cap ? k : cap + 1;
+}
+
+static int weq(const char *w, size_t k, const char *lit) { return strlen(lit) == k && memcmp(w, lit, k) == 0; }
+
+static const char *const other_words[] = {
+    "alter", "analyze", "backup", "binlog", "cache", "call", "change", "check", "checksum",
+    "clone", "create", "deallocate", "declare", "describe", "desc", "do", "drop", "execute",
+    "explain", "flush", "get", "grant", "handler", "help", "import", "install", "kill",
+    "load", "lock", "optimize", "prepare", "purge", "release", "rename", "repair", "reset",
+    "resignal", "restart", "revoke", "savepoint", "set", "show", "shutdown", "signal", "start",
+    "stop", "truncate", "uninstall", "unlock", "use", "xa",
+};
+
+wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
+    const uint8_t *s = (const uint8_t *)sql;
+    if (!s) return WL_MYSQL_VERB_UNKNOWN;
+    char w[16];
+    size_t i = 0;
+    size_t k = word(s, len, &i, w, sizeof w);
+    if (k == 0 || k > sizeof w) return WL_MYSQL_VERB_UNKNOWN;
+    if (weq(w, k, "select") || weq(w, k, "with") || weq(w, k, "values") || weq(w, k, "table"))
+        return WL_MYSQL_VERB_SELECT;
+    if (weq(w, k, "insert")) return WL_MYSQL_VERB_INSERT;
+    if (weq(w, k, "update")) return WL_MYSQL_VERB_UPDATE;
+    if (weq(w, k, "delete")) return WL_MYSQL_VERB_DELETE;
+    if (weq(w, k, "replace")) return WL_MYSQL_VERB_REPLACE;
+    if (weq(w, k, "commit")) return WL_MYSQL_VERB_COMMIT;
+    if (weq(w, k, "begin")) {
+        char w2[16];
+        size_t k2 = word(s, len, &i, w2, sizeof w2);
+        return weq(w2, k2, "not") ? WL_MYSQL_VERB_OTHER : WL_MYSQL_VERB_BEGIN; /* BEGIN NOT ATOMIC */
+    }
+    if (weq(w, k, "start")) {
+        char w2[16];
+        size_t k2 = word(s, len, &i, w2, sizeof w2);
+        return weq(w2, k2, "transaction") ? WL_MYSQL_VERB_BEGIN : WL_MYSQL_VERB_OTHER;
+    }
+    if (weq(w, k, "rollback")) {
+        char w2[16];
+        size_t k2 = word(s, len, &i, w2, sizeof w2);
+        if (weq(w2, k2, "work")) k2 = word(s, len, &i, w2, sizeof w2);
+        return weq(w2, k2, "to") ? WL_MYSQL_VERB_OTHER : WL_MYSQL_VERB_ROLLBACK;
+    }
+    for (size_t j = 0; j < sizeof other_words / sizeof other_words[0]; j++)
+        if (weq(w, k, other_words[j])) return WL_MYSQL_VERB_OTHER;
+    return WL_MYSQL_VERB_UNKNOWN;
+}
+
+const char *wl_mysql_verb_name(wl_mysql_verb v) {
+    static const char *const names[WL_MYSQL_VERB_COUNT] = {
+        "none", "select", "insert", "update", "delete", "replace",
+        "begin", "commit", "rollback", "other", "unknown",
+    };
+    return (unsigned)v < WL_MYSQL_VERB_COUNT ? names[v] : "unknown";
+}
+
+const char *wl_mysql_command_name(uint8_t c) {
+    static const char *const names[] = {
+        "sleep", "quit", "init_db", "query", "field_list", "create_db", "drop_db", "refresh",
+        "shutdown", "statistics", "process_info", "connect", "process_kill", "debug", "ping",
+        "time", "delayed_insert", "change_user", "binlog_dump", "table_dump", "connect_out",
+        "register_slave", "stmt_prepare", "stmt_execute", "stmt_send_long_data", "stmt_close",
+        "stmt_reset", "set_option", "stmt_fetch", "daemon", "binlog_dump_gtid",
+        "reset_connection", "clone",
+    };
+    if (c < sizeof names / sizeof names[0]) return names[c];
+    if (c == WL_MYSQL_COM_STMT_BULK_EXECUTE) return "stmt_bulk_execute";
+    if (c == WL_MYSQL_COM_MULTI) return "multi";
+    return NULL;
+}
+
+/* ------------------------------------------------------------- statements */
+
+static void stmt_remember(wl_mysql_decoder *d, uint32_t id, uint8_t verb) {
+    for (int i = 0; i < WL_MYSQL_MAX_STMTS; i++) {
+        if (d->stmts[i].used && d->stmts[i].id == id) {
+            d->stmts[i].verb = verb;
+            return;
+        }
+    }
+    for (int i = 0; i < WL_MYSQL_MAX_STMTS; i++) {
+        if (!d->stmts[i].used) {
+            d->stmts[i] = (wl_mysql_stmt){.id = id, .verb = verb, .used = 1};
+            return;
+        }
+    }
+    d->stmts[d->stmt_next] = (wl_mysql_stmt){.id = id, .verb = verb, .used = 1};
+    d->stmt_next = (uint8_t)((d->stmt_next + 1) % WL_MYSQL_MAX_STMTS);
+}
+
+static uint8_t stmt_verb(const wl_mysql_decoder *d, uint32_t id) {
+    if (id == 0xffffffffu) return d->last_prepared_verb ? d->last_prepared_verb : WL_MYSQL_VERB_UNKNOWN;
+    for (int i = 0; i < WL_MYSQL_MAX_STMTS; i++)
+        if (d->stmts[i].used && d->stmts[i].id == id) return d->stmts[i].verb;
+    return WL_MYSQL_VERB_UNKNOWN;
+}
+
+static void stmt_forget(wl_mysql_decoder *d, uint32_t id) {
+    for (int i = 0; i < WL_MYSQL_MAX_STMTS; i++)
+        if (d->stmts[i].used && d->stmts[i].id == id) d->stmts[i].used = 0;
+}
+
+/* ---------------------------------------------------------------- packets */
+
+static void parse_ok(const uint8_t *h, size_t n, int proto41, wl_mysql_event *ev) {
+    size_t i = 1;
+    uint64_t v;
+    if (lenenc(h, n, &i, &v)) ev->affected_rows = v;
+    else return;
+    if (lenenc(h, n, &i, &v)) ev->last_insert_id = v;
+    else return;
+    if (proto41 && i + 4 <= n) {
+        ev->status_flags = wl_le16(h + i);
+        ev->warnings = wl_le16(h + i + 2);
+    } else if (i + 2 <= n) {
+        ev->status_flags = wl_le16(h + i);
+    }
+}
+
+static void parse_eof(const uint8_t *h, size_t n, wl_mysql_event *ev) {
+    if (n >= 5) {
+        ev->warnings = wl_le16(h + 1);
+        ev->status_flags = wl_le16(h + 3);
+    }
+}
+
+/* 0xfe-headed packets that end a result: EOF (< 9 bytes) or, with
+ * CLIENT_DEPRECATE_EOF, an OK packet; never a >= 16 MiB text row. */
+static int is_terminator(const wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    const wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    return n >= 1 && h[0] == 0xfe && s->pkt_len < MAX_PAYLOAD;
+}
+
+static void parse_terminator(const wl_mysql_decoder *d, const uint8_t *h, size_t n, wl_mysql_event *ev) {
+    if (d->side[WL_DIR_SERVER].pkt_len < 9 && !(d->caps & WL_MYSQL_CLIENT_DEPRECATE_EOF)) parse_eof(h, n, ev);
+    else if (d->side[WL_DIR_SERVER].pkt_len < 9 && n == 5) parse_eof(h, n, ev);
+    else parse_ok(h, n, 1, ev);
+}
+
+static void parse_err(const uint8_t *h, size_t n, wl_mysql_event *ev) {
+    if (n >= 3) ev->err_code = wl_le16(h + 1);
+    if (n >= 9 && h[3] == '#') {
+        memcpy(ev->sqlstate, h + 4, 5);
+        ev->sqlstate[5] = 0;
+    }
+}
+
+static void response_done(wl_mysql_decoder *d, wl_mysql_outcome outcome, const wl_mysql_event *last) {
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_COMMAND_DONE, WL_DIR_SERVER);
+    ev.command = d->cur.command;
+    ev.verb = d->cur.verb;
+    ev.cmd_no = d->cur.cmd_no;
+    ev.stmt_id = d->cur.stmt_id;
+    ev.outcome = (uint8_t)outcome;
+    ev.rows = d->total_rows;
+    ev.affected_rows = d->total_affected;
+    ev.warnings = (uint16_t)(d->total_warnings > 0xffff ? 0xffff : d->total_warnings);
+    ev.results = d->results;
+    if (last) {
+        ev.err_code = last->err_code;
+        memcpy(ev.sqlstate, last->sqlstate, sizeof ev.sqlstate);
+        ev.status_flags = last->status_flags;
+        ev.last_insert_id = last->last_insert_id;
+        ev.cursor = last->cursor;
+    }
+    d->resp_state = RS_IDLE;
+    emit(d, &ev);
+}
+
+static void begin_result(wl_mysql_decoder *d) {
+    d->rows = 0;
+    d->columns = 0;
+}
+
+/* A result (OK or the end of a result set). Returns 1 when more follow. */
+static int result(wl_mysql_decoder *d, wl_mysql_event *ev, int is_rs) {
+    ev->type = WL_MYSQL_EV_RESULT;
+    ev->dir = WL_DIR_SERVER;
+    ev->command = d->cur.command;
+    ev->verb = d->cur.verb;
+    ev->cmd_no = d->cur.cmd_no;
+    ev->stmt_id = d->cur.stmt_id;
+    ev->is_result_set = (uint8_t)is_rs;
+    ev->outcome = WL_MYSQL_OUTCOME_OK;
+    if (is_rs) {
+        ev->columns = d->columns;
+        ev->rows = d->rows;
+        d->total_rows += d->rows;
+    } else {
+        d->total_affected += ev->affected_rows;
+    }
+    d->total_warnings += ev->warnings;
+    d->results++;
+    emit(d, ev);
+    return (ev->status_flags & WL_MYSQL_STATUS_MORE_RESULTS) != 0;
+}
+
+static void end_result(wl_mysql_decoder *d, wl_mysql_event *ev, int is_rs) {
+    if (result(d, ev, is_rs) && d->phase != PH_STOPPED) {
+        d->resp_state = RS_FIRST;
+        begin_result(d);
+    } else if (d->phase != PH_STOPPED) {
+        response_done(d, WL_MYSQL_OUTCOME_OK, ev);
+    }
+}
+
+static void greeting(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    check_seq(d, WL_DIR_SERVER, 0);
+    if (n == 0) {
+        decoder_error(d, WL_DIR_SERVER, "empty greeting");
+        return;
+    }
+    if (h[0] == 0xff) {
+        wl_mysql_event ev;
+        ev_init(&ev, WL_MYSQL_EV_LOGIN_FAILED, WL_DIR_SERVER);
+        parse_err(h, n, &ev);
+        stop(d);
+        emit(d, &ev);
+        return;
+    }
+    if (h[0] != 0x0a) {
+        decoder_error(d, WL_DIR_SERVER, "not a protocol 10 greeting");
+        return;
+    }
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_GREETING, WL_DIR_SERVER);
+    size_t i = 1, vlen;
+    const char *ver = cstr(h, n, &i, &vlen);
+    if (i + 4 + 8 + 1 + 2 > n) {
+        if (n == s->pkt_len || n < WL_MYSQL_HEAD_MAX) {
+            decoder_error(d, WL_DIR_SERVER, "short greeting");
+            return;
+        }
+    }
+    ev.text = ver;
+    ev.text_len = ev.text_total = vlen;
+    uint64_t caps = 0;
+    if (i + 15 <= n) {
+        ev.conn_id = wl_le32(h + i);
+        i += 4 + 8 + 1;
+        caps = wl_le16(h + i);
+        i += 2;
+    }
+    uint8_t auth_len = 0;
+    if (i + 16 <= n) {
+        i += 1 + 2; /* charset, status */
+        caps |= (uint64_t)wl_le16(h + i) << 16;
+        i += 2;
+        auth_len = h[i];
+        i += 1;
+        if (!(caps & WL_MYSQL_CLIENT_LONG_PASSWORD)) caps |= (uint64_t)wl_le32(h + i + 6) << 32;
+        i += 10;
+        if (caps & WL_MYSQL_CLIENT_SECURE_CONNECTION) {
+            size_t part2 = auth_len > 8 ? (size_t)auth_len - 8 : 0;
+            if (part2 < 13) part2 = 13;
+            i += part2;
+        }
+        if ((caps & WL_MYSQL_CLIENT_PLUGIN_AUTH) && i < n) {
+            size_t plen;
+            ev.auth_plugin = cstr(h, n, &i, &plen);
+            ev.auth_plugin_len = plen;
+        }
+    }
+    d->server_caps = caps;
+    ev.capabilities = caps;
+    d->phase = PH_LOGIN;
+    d->exp_seq[WL_DIR_CLIENT] = (uint8_t)(s->seq + 1);
+    emit(d, &ev);
+}
+
+static void enqueue_command(wl_mysql_decoder *d, const wl_mysql_pending *p) {
+    if (d->pend_count >= WL_MYSQL_MAX_PENDING) {
+        decoder_error(d, WL_DIR_CLIENT, "too many pipelined commands");
+        return;
+    }
+    d->pending[(d->pend_head + d->pend_count) % WL_MYSQL_MAX_PENDING] = *p;
+    d->pend_count++;
+}
+
+/* COM_QUERY with CLIENT_QUERY_ATTRIBUTES: parameter count, parameter set
+ * count, and when there are parameters a NULL bitmap, the bind flag, names
+ * and types, then the values in the binary protocol encoding. Moves *i to the
+ * SQL text; 0 when the attributes do not fit in h[0..n). */
+static int skip_query_attributes(const uint8_t *h, size_t n, size_t *io) {
+    size_t i = *io;
+    uint64_t count = 0, sets = 0;
+    if (!lenenc(h, n, &i, &count) || !lenenc(h, n, &i, &sets)) return 0;
+    if (count == 0) {
+        *io = i;
+        return 1;
+    }
+    if (count > 64) return 0;
+    size_t bm = i;
+    i += ((size_t)count + 7) / 8;
+    if (i >= n || h[i] != 1) return 0; /* values need their types */
+    i++;
+    uint8_t types[64];
+    for (size_t k = 0; k < count; k++) {
+        if (i + 2 > n) return 0;
+        types[k] = h[i];
+        i += 2;
+        uint64_t nl;
+        if (!lenenc(h, n, &i, &nl) || nl > n - i) return 0;
+        i += (size_t)nl;
+    }
+    for (size_t k = 0; k < count; k++) {
+        if ((h[bm + k / 8] >> (k % 8)) & 1) continue; /* NULL: no value */
+        size_t w;
+        switch (types[k]) {
+        case 6: w = 0; break;                          /* NULL */
+        case 1: w = 1; break;                          /* TINY */
+        case 2: case 13: w = 2; break;                 /* SHORT, YEAR */
+        case 3: case 4: case 9: w = 4; break;          /* LONG, FLOAT, INT24 */
+        case 5: case 8: w = 8; break;                  /* DOUBLE, LONGLONG */
+        case 7: case 10: case 11: case 12:             /* TIMESTAMP, DATE, TIME, DATETIME */
+            if (i >= n) return 0;
+            w = 1 + (size_t)h[i];
+            break;
+        default: {                                     /* strings, decimals, blobs: lenenc */
+            uint64_t vl;
+            size_t j = i;
+            if (!lenenc(h, n, &j, &vl) || vl > n - j) return 0;
+            w = (j - i) + (size_t)vl;
+        }
+        }
+        if (w > n - i) return 0;
+        i += w;
+    }
+    *io = i;
+    return 1;
+}
+
+static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_CLIENT];
+    if (s->seq != 0) protocol_error(d, WL_DIR_CLIENT, "command with a non-zero sequence id");
+    if (n == 0) {
+        decoder_error(d, WL_DIR_CLIENT, "empty command packet");
+        return;
+    }
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_COMMAND, WL_DIR_CLIENT);
+    wl_mysql_pending p = {0};
+    p.command = h[0];
+    p.cmd_no = d->next_cmd_no++;
+    p.resp_seq = (uint8_t)(s->seq + 1);
+    p.verb = WL_MYSQL_VERB_NONE;
+    size_t total = s->pkt_len; /* first fragment; >= 16 MiB payloads are longer */
+    int has_response = 1, stop_after = 0;
+    switch (p.command) {
+    case WL_MYSQL_COM_QUERY: {
+        size_t i = 1;
+        if (d->caps & WL_MYSQL_CLIENT_QUERY_ATTRIBUTES) {
+            if (!skip_query_attributes(h, n, &i)) {
+                i = n; /* attributes did not fit in the head: SQL unknown */
+                p.verb = WL_MYSQL_VERB_UNKNOWN;
+            }
+        }
+        ev.text = (const char *)h + i;
+        ev.text_len = n - i;
+        ev.text_total = total >= i ? total - i : 0;
+        if (p.verb == WL_MYSQL_VERB_NONE) p.verb = (uint8_t)wl_mysql_classify(ev.text, ev.text_len);
+        break;
+    }
+    case WL_MYSQL_COM_STMT_PREPARE:
+        ev.text = (const char *)h + 1;
+        ev.text_len = n - 1;
+        ev.text_total = total - 1;
+        p.verb = (uint8_t)wl_mysql_classify(ev.text, ev.text_len);
+        break;
+    case WL_MYSQL_COM_STMT_EXECUTE:
+    case WL_MYSQL_COM_STMT_BULK_EXECUTE:
+    case WL_MYSQL_COM_STMT_CLOSE:
+    case WL_MYSQL_COM_STMT_RESET:
+    case WL_MYSQL_COM_STMT_SEND_LONG_DATA:
+    case WL_MYSQL_COM_STMT_FETCH:
+        if (n < 5) {
+            decoder_error(d, WL_DIR_CLIENT, "short statement command");
+            return;
+        }
+        p.stmt_id = wl_le32(h + 1);
+        p.verb = stmt_verb(d, p.stmt_id);
+        if (p.command == WL_MYSQL_COM_STMT_EXECUTE && n >= 6) p.cursor = h[5];
+        if (p.command == WL_MYSQL_COM_STMT_CLOSE) {
+            stmt_forget(d, p.stmt_id);
+            has_response = 0;
+        }
+        if (p.command == WL_MYSQL_COM_STMT_SEND_LONG_DATA) has_response = 0;
+        break;
+    case WL_MYSQL_COM_QUIT:
+        has_response = 0;
+        break;
+    case WL_MYSQL_COM_INIT_DB:
+    case WL_MYSQL_COM_CREATE_DB:
+    case WL_MYSQL_COM_DROP_DB:
+    case WL_MYSQL_COM_FIELD_LIST:
+        ev.text = (const char *)h + 1;
+        ev.text_len = n - 1;
+        ev.text_total = total - 1;
+        if (p.command == WL_MYSQL_COM_FIELD_LIST) {
+            size_t i = 1, l;
+            ev.text = cstr(h, n, &i, &l);
+            ev.text_len = ev.text_total = l;
+        } else {
+            ev.database = ev.text;
+            ev.database_len = ev.text_len;
+        }
+        break;
+    case WL_MYSQL_COM_CHANGE_USER: {
+        size_t i = 1, l;
+        ev.user = cstr(h, n, &i, &l);
+        ev.user_len = l;
+        break;
+    }
+    case WL_MYSQL_COM_BINLOG_DUMP:
+    case WL_MYSQL_COM_BINLOG_DUMP_GTID:
+    case WL_MYSQL_COM_TABLE_DUMP:
+    case WL_MYSQL_COM_CLONE:
+    case WL_MYSQL_COM_MULTI:
+        stop_after = 1; /* streams and batches this decoder does not follow */
+        break;
+    default:
+        break;
+    }
+    ev.command = p.command;
+    ev.verb = p.verb;
+    ev.cmd_no = p.cmd_no;
+    ev.stmt_id = p.stmt_id;
+    ev.cursor = p.cursor;
+    emit(d, &ev);
+    if (d->phase == PH_STOPPED) return;
+    if (stop_after) {
+        stop(d);
+        return;
+    }
+    if (has_response) {
+        enqueue_command(d, &p);
+        d->last_cmd_queued = 1;
+    } else {
+        d->last_cmd_queued = 0;
+        wl_mysql_pending saved = d->cur;
+        uint8_t saved_state = d->resp_state;
+        d->cur = p;
+        d->total_rows = d->total_affected = 0;
+        d->total_warnings = 0;
+        d->results = 0;
+        wl_mysql_event done;
+        ev_init(&done, WL_MYSQL_EV_COMMAND_DONE, WL_DIR_CLIENT);
+        done.command = p.command;
+        done.verb = p.verb;
+        done.cmd_no = p.cmd_no;
+        done.stmt_id = p.stmt_id;
+        done.outcome = WL_MYSQL_OUTCOME_NONE;
+        d->cur = saved;
+        d->resp_state = saved_state;
+        emit(d, &done);
+    }
+}
+
+static void login(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_CLIENT];
+    check_seq(d, WL_DIR_CLIENT, d->exp_seq[WL_DIR_CLIENT]);
+    if (n < 4) {
+        decoder_error(d, WL_DIR_CLIENT, "short handshake response");
+        return;
+    }
+    uint64_t caps = wl_le16(h);
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_LOGIN, WL_DIR_CLIENT);
+    size_t i;
+    if (caps & WL_MYSQL_CLIENT_PROTOCOL_41) {
+        if (n < 32) {
+            decoder_error(d, WL_DIR_CLIENT, "short handshake response");
+            return;
+        }
+        caps = wl_le32(h);
+        if (!(caps & WL_MYSQL_CLIENT_LONG_PASSWORD) && !(d->server_caps & WL_MYSQL_CLIENT_LONG_PASSWORD))
+            caps |= (uint64_t)wl_le32(h + 28) << 32;
+        d->client_caps = caps;
+        d->caps = caps & d->server_caps;
+        if ((caps & WL_MYSQL_CLIENT_SSL) && s->pkt_len == 32) {
+            wl_mysql_event t;
+            ev_init(&t, WL_MYSQL_EV_SSL_REQUEST, WL_DIR_CLIENT);
+            t.capabilities = caps;
+            stop(d);
+            emit(d, &t);
+            return;
+        }
+        i = 32;
+    } else {
+        if (caps & WL_MYSQL_CLIENT_SSL && s->pkt_len == 5) {
+            wl_mysql_event t;
+            ev_init(&t, WL_MYSQL_EV_SSL_REQUEST, WL_DIR_CLIENT);
+            t.capabilities = caps;
+            stop(d);
+            emit(d, &t);
+            return;
+        }
+        d->client_caps = caps;
+        d->caps = caps & d->server_caps;
+        i = 5;
+    }
+    size_t l;
+    ev.user = cstr(h, n, &i, &l);
+    ev.user_len = l;
+    if (caps & WL_MYSQL_CLIENT_PROTOCOL_41) {
+        uint64_t alen = 0;
+        if (caps & WL_MYSQL_CLIENT_PLUGIN_AUTH_LENENC) {
+            if (!lenenc(h, n, &i, &alen)) alen = n;
+        } else if (caps & WL_MYSQL_CLIENT_SECURE_CONNECTION) {
+            alen = i < n ? h[i] : 0;
+            i++;
+        } else {
+            (void)cstr(h, n, &i, &l);
+        }
+        i = alen > n - (i < n ? i : n) ? n + 1 : i + (size_t)alen;
+        if (i <= n && (caps & WL_MYSQL_CLIENT_CONNECT_WITH_DB)) {
+            ev.database = cstr(h, n, &i, &l);
+            ev.database_len = l;
+        }
+        if (i <= n && (caps & WL_MYSQL_CLIENT_PLUGIN_AUTH)) {
+            ev.auth_plugin = cstr(h, n, &i, &l);
+            ev.auth_plugin_len = l;
+        }
+        if (i < n && (caps & WL_MYSQL_CLIENT_CONNECT_ATTRS)) {
+            uint64_t alen2;
+            if (lenenc(h, n, &i, &alen2)) {
+                ev.attrs = h + i;
+                ev.attrs_len = alen2 < n - i ? (size_t)alen2 : n - i;
+            }
+        }
+    }
+    ev.capabilities = caps;
+    d->phase = PH_AUTH;
+    d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+    emit(d, &ev);
+}
+
+/* Server packets of an authentication exchange (login or COM_CHANGE_USER). */
+static void auth_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    wl_mysql_event ev;
+    int cu = d->change_user;
+    if (n == 0) {
+        decoder_error(d, WL_DIR_SERVER, "empty authentication packet");
+        return;
+    }
+    d->exp_seq[WL_DIR_CLIENT] = (uint8_t)(s->seq + 1);
+    switch (h[0]) {
+    case 0x00:
+        ev_init(&ev, WL_MYSQL_EV_LOGIN_OK, WL_DIR_SERVER);
+        ev.change_user = (uint8_t)cu;
+        parse_ok(h, n, 1, &ev);
+        ev.capabilities = d->caps;
+        if (!cu) {
+            d->phase = PH_COMMAND;
+            d->resp_state = RS_IDLE;
+            emit(d, &ev);
+            if (d->phase != PH_STOPPED &&
+                (d->caps & (WL_MYSQL_CLIENT_COMPRESS | WL_MYSQL_CLIENT_ZSTD_COMPRESSION))) {
+                wl_mysql_event c;
+                ev_init(&c, WL_MYSQL_EV_COMPRESSED, WL_DIR_SERVER);
+                c.capabilities = d->caps;
+                stop(d);
+                emit(d, &c);
+            }
+        } else {
+            d->change_user = 0;
+            emit(d, &ev);
+            if (d->phase != PH_STOPPED) response_done(d, WL_MYSQL_OUTCOME_OK, &ev);
+        }
+        return;
+    case 0xff:
+        ev_init(&ev, WL_MYSQL_EV_LOGIN_FAILED, WL_DIR_SERVER);
+        ev.change_user = (uint8_t)cu;
+        parse_err(h, n, &ev);
+        if (!cu) {
+            stop(d);
+            emit(d, &ev);
+        } else {
+            d->change_user = 0;
+            emit(d, &ev);
+            if (d->phase != PH_STOPPED) response_done(d, WL_MYSQL_OUTCOME_ERR, &ev);
+        }
+        return;
+    case 0xfe:
+    case 0x02: { /* AuthSwitchRequest; AuthNextFactor (MySQL multi-factor) */
+        ev_init(&ev, WL_MYSQL_EV_AUTH_SWITCH, WL_DIR_SERVER);
+        ev.change_user = (uint8_t)cu;
+        size_t i = 1, l;
+        ev.auth_plugin = cstr(h, n, &i, &l);
+        ev.auth_plugin_len = l;
+        ev.auth_more = h[0];
+        emit(d, &ev);
+        return;
+    }
+    case 0x01:
+        ev_init(&ev, WL_MYSQL_EV_AUTH_MORE_DATA, WL_DIR_SERVER);
+        ev.change_user = (uint8_t)cu;
+        ev.auth_more = n > 1 ? h[1] : 0;
+        emit(d, &ev);
+        return;
+    default:
+        decoder_error(d, WL_DIR_SERVER, "unexpected packet during authentication");
+        return;
+    }
+}
+
+static int valid_coldef(const uint8_t *h, size_t n) {
+    /* catalog is always the length-encoded string "def" */
+    return n >= 1 && h[0] == 3 && (n < 4 || (h[1] == 'd' && h[2] == 'e' && h[3] == 'f'));
+}
+
+static void response_first(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_RESULT, WL_DIR_SERVER);
+    uint8_t cmd = d->cur.command;
+    if (n == 0) {
+        decoder_error(d, WL_DIR_SERVER, "empty response packet");
+        return;
+    }
+    if (h[0] == 0xff) {
+        parse_err(h, n, &ev);
+        if (ev.err_code == 0xffff && (d->caps & WL_MYSQL_MARIADB_CLIENT_PROGRESS)) return; /* progress report */
+        ev.outcome = WL_MYSQL_OUTCOME_ERR;
+        response_done(d, WL_MYSQL_OUTCOME_ERR, &ev);
+        return;
+    }
+    switch (cmd) {
+    case WL_MYSQL_COM_STATISTICS:
+        response_done(d, WL_MYSQL_OUTCOME_OK, NULL);
+        return;
+    case WL_MYSQL_COM_FIELD_LIST:
+        d->resp_state = RS_FIELDS;
+        begin_result(d);
+        if (is_terminator(d, h, n)) {
+            parse_terminator(d, h, n, &ev);
+            end_result(d, &ev, 1);
+        } else if (!valid_coldef(h, n)) {
+            decoder_error(d, WL_DIR_SERVER, "bad field list definition");
+        } else {
+            d->columns++;
+        }
+        return;
+    case WL_MYSQL_COM_STMT_PREPARE:
+        if (h[0] != 0x00 || n < 12) {
+            decoder_error(d, WL_DIR_SERVER, "bad COM_STMT_PREPARE response");
+            return;
+        }
+        d->prep_stmt_id = wl_le32(h + 1);
+        d->prep_cols = wl_le16(h + 5);
+        d->prep_params = wl_le16(h + 7);
+        d->total_warnings += wl_le16(h + 10);
+        d->cur.stmt_id = d->prep_stmt_id;
+        d->metadata = 1;
+        if ((d->caps & WL_MYSQL_CLIENT_OPTIONAL_METADATA) && s->pkt_len >= 13 && n >= 13) d->metadata = h[12];
+        stmt_remember(d, d->prep_stmt_id, d->cur.verb);
+        d->last_prepared = d->prep_stmt_id;
+        d->last_prepared_verb = d->cur.verb;
+        d->coldefs_left = d->prep_params;
+        d->prep_stage = PREP_PARAMS;
+        d->resp_state = RS_PREP;
+        if (!d->metadata || (d->prep_params == 0 && d->prep_cols == 0)) goto prepared;
+        if (d->prep_params == 0) {
+            d->prep_stage = PREP_COLS;
+            d->coldefs_left = d->prep_cols;
+        }
+        return;
+    prepared:
+        ev.stmt_id = d->prep_stmt_id;
+        ev.columns = d->prep_cols;
+        ev.params = d->prep_params;
+        ev.command = cmd;
+        ev.verb = d->cur.verb;
+        ev.cmd_no = d->cur.cmd_no;
+        d->results++;
+        emit(d, &ev);
+        if (d->phase != PH_STOPPED) response_done(d, WL_MYSQL_OUTCOME_OK, &ev);
+        return;
+    default:
+        break;
+    }
+    if (h[0] == 0x00) {
+        parse_ok(h, n, (d->caps & WL_MYSQL_CLIENT_PROTOCOL_41) != 0, &ev);
+        end_result(d, &ev, 0);
+        return;
+    }
+    if (h[0] == 0xfe && s->pkt_len < 9) {
+        parse_eof(h, n, &ev);
+        end_result(d, &ev, 0);
+        return;
+    }
+    if (h[0] == 0xfb && cmd == WL_MYSQL_COM_QUERY) {
+        wl_mysql_event f;
+        ev_init(&f, WL_MYSQL_EV_LOCAL_INFILE, WL_DIR_SERVER);
+        f.command = cmd;
+        f.cmd_no = d->cur.cmd_no;
+        f.text = (const char *)h + 1;
+        f.text_len = n - 1;
+        f.text_total = s->pkt_len - 1;
+        d->client_state = CS_INFILE;
+        d->resp_state = RS_INFILE;
+        emit(d, &f);
+        return;
+    }
+    /* a result set: column count, [metadata flag] */
+    size_t i = 0;
+    uint64_t cols;
+    if (!lenenc(h, n, &i, &cols) || cols == 0 || cols > 0xffff || s->pkt_len > i + 1) {
+        decoder_error(d, WL_DIR_SERVER, "bad result set header");
+        return;
+    }
+    begin_result(d);
+    d->columns = cols;
+    d->metadata = 1;
+    if (s->pkt_len == i + 1) d->metadata = h[i] != 0;
+    d->coldefs_left = cols;
+    if (d->metadata) d->resp_state = RS_COLDEFS;
+    else d->resp_state = (d->caps & WL_MYSQL_CLIENT_DEPRECATE_EOF) ? RS_ROWS : RS_COLDEFS_EOF;
+}
+
+static void response_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    if (d->resp_state == RS_IDLE) {
+        if (d->pend_count == 0) {
+            protocol_error(d, WL_DIR_SERVER, "server packet without a pending command");
+            d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+            return;
+        }
+        d->cur = d->pending[d->pend_head];
+        d->pend_head = (uint8_t)((d->pend_head + 1) % WL_MYSQL_MAX_PENDING);
+        d->pend_count--;
+        d->total_rows = d->total_affected = 0;
+        d->total_warnings = 0;
+        d->results = 0;
+        begin_result(d);
+        check_seq(d, WL_DIR_SERVER, d->cur.resp_seq);
+        if (d->cur.command == WL_MYSQL_COM_CHANGE_USER) {
+            d->resp_state = RS_AUTH;
+            d->change_user = 1;
+        } else if (d->cur.command == WL_MYSQL_COM_STMT_FETCH) {
+            d->resp_state = RS_ROWS;
+        } else {
+            d->resp_state = RS_FIRST;
+        }
+    } else {
+        check_seq(d, WL_DIR_SERVER, d->exp_seq[WL_DIR_SERVER]);
+    }
+    d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+    d->exp_seq[WL_DIR_CLIENT] = (uint8_t)(s->seq + 1);
+
+    wl_mysql_event ev;
+    ev_init(&ev, WL_MYSQL_EV_RESULT, WL_DIR_SERVER);
+    switch (d->resp_state) {
+    case RS_FIRST:
+        response_first(d, h, n);
+        return;
+    case RS_AUTH:
+        auth_packet(d, h, n);
+        return;
+    case RS_COLDEFS:
+        if (!valid_coldef(h, n)) {
+            decoder_error(d, WL_DIR_SERVER, "bad column definition");
+            return;
+        }
+        if (--d->coldefs_left == 0)
+            d->resp_state = (d->caps & WL_MYSQL_CLIENT_DEPRECATE_EOF) ? RS_ROWS : RS_COLDEFS_EOF;
+        return;
+    case RS_COLDEFS_EOF:
+        if (!(n >= 1 && h[0] == 0xfe && s->pkt_len < 9)) {
+            decoder_error(d, WL_DIR_SERVER, "missing EOF after column definitions");
+            return;
+        }
+        parse_eof(h, n, &ev);
+        if ((d->cur.command == WL_MYSQL_COM_STMT_EXECUTE) && (ev.status_flags & WL_MYSQL_STATUS_CURSOR_EXISTS)) {
+            ev.cursor = 1;
+            end_result(d, &ev, 1);
+            return;
+        }
+        d->resp_state = RS_ROWS;
+        return;
+    case RS_ROWS:
+        if (n >= 1 && h[0] == 0xff) {
+            parse_err(h, n, &ev);
+            ev.outcome = WL_MYSQL_OUTCOME_ERR;
+            d->total_rows += d->rows;
+            response_done(d, WL_MYSQL_OUTCOME_ERR, &ev);
+            return;
+        }
+        if (is_terminator(d, h, n)) {
+            parse_terminator(d, h, n, &ev);
+            if (ev.status_flags & WL_MYSQL_STATUS_CURSOR_EXISTS && d->cur.command == WL_MYSQL_COM_STMT_EXECUTE)
+                ev.cursor = 1;
+            end_result(d, &ev, 1);
+            return;
+        }
+        d->rows++;
+        return;
+    case RS_FIELDS:
+        if (n >= 1 && h[0] == 0xff) {
+            parse_err(h, n, &ev);
+            response_done(d, WL_MYSQL_OUTCOME_ERR, &ev);
+        } else if (is_terminator(d, h, n)) {
+            parse_terminator(d, h, n, &ev);
+            end_result(d, &ev, 1);
+        } else if (!valid_coldef(h, n)) {
+            decoder_error(d, WL_DIR_SERVER, "bad field list definition");
+        } else {
+            d->columns++;
+        }
+        return;
+    case RS_PREP:
+        switch (d->prep_stage) {
+        case PREP_PARAMS:
+        case PREP_COLS:
+            if (!valid_coldef(h, n)) {
+                decoder_error(d, WL_DIR_SERVER, "bad prepared statement definition");
+                return;
+            }
+            if (--d->coldefs_left > 0) return;
+            if (!(d->caps & WL_MYSQL_CLIENT_DEPRECATE_EOF)) {
+                d->prep_stage++;
+                return;
+            }
+            break;
+        default: /* an EOF */
+            if (!(n >= 1 && h[0] == 0xfe && s->pkt_len < 9)) {
+                decoder_error(d, WL_DIR_SERVER, "missing EOF after prepared statement definitions");
+                return;
+            }
+            parse_eof(h, n, &ev);
+            break;
+        }
+        if ((d->prep_stage == PREP_PARAMS || d->prep_stage == PREP_PARAMS_EOF) && d->prep_cols > 0) {
+            d->prep_stage = PREP_COLS;
+            d->coldefs_left = d->prep_cols;
+            return;
+        }
+        ev_init(&ev, WL_MYSQL_EV_RESULT, WL_DIR_SERVER);
+        ev.stmt_id = d->prep_stmt_id;
+        ev.columns = d->prep_cols;
+        ev.params = d->prep_params;
+        ev.command = d->cur.command;
+        ev.verb = d->cur.verb;
+        ev.cmd_no = d->cur.cmd_no;
+        d->results++;
+        emit(d, &ev);
+        if (d->phase != PH_STOPPED) response_done(d, WL_MYSQL_OUTCOME_OK, &ev);
+        return;
+    case RS_INFILE:
+        protocol_error(d, WL_DIR_SERVER, "server packet during LOCAL INFILE upload");
+        return;
+    default:
+        decoder_error(d, WL_DIR_SERVER, "internal state");
+        return;
+    }
+}
+
+static void client_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_CLIENT];
+    switch (d->phase) {
+    case PH_GREETING:
+        decoder_error(d, WL_DIR_CLIENT, "client spoke before the server greeting");
+        return;
+    case PH_LOGIN:
+        login(d, h, n);
+        return;
+    case PH_AUTH:
+        if (s->seq == 0) { /* a command pipelined behind the handshake */
+            command(d, h, n);
+            return;
+        }
+        check_seq(d, WL_DIR_CLIENT, d->exp_seq[WL_DIR_CLIENT]);
+        d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+        return;
+    case PH_COMMAND:
+        if (d->client_state == CS_INFILE) {
+            check_seq(d, WL_DIR_CLIENT, d->exp_seq[WL_DIR_CLIENT]);
+            d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+            if (s->pkt_len == 0) { /* end of the upload */
+                d->client_state = CS_COMMAND;
+                if (d->resp_state == RS_INFILE) d->resp_state = RS_FIRST;
+            }
+            return;
+        }
+        if (d->resp_state == RS_AUTH && s->seq != 0) { /* COM_CHANGE_USER auth data */
+            check_seq(d, WL_DIR_CLIENT, d->exp_seq[WL_DIR_CLIENT]);
+            d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+            return;
+        }
+        command(d, h, n);
+        return;
+    default:
+        return;
+    }
+}
+
+static void server_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    switch (d->phase) {
+    case PH_GREETING:
+        greeting(d, h, n);
+        return;
+    case PH_LOGIN:
+        protocol_error(d, WL_DIR_SERVER, "server packet before the handshake response");
+        return;
+    case PH_AUTH:
+        check_seq(d, WL_DIR_SERVER, d->exp_seq[WL_DIR_SERVER]);
+        d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+        auth_packet(d, h, n);
+        return;
+    case PH_COMMAND:
+        response_packet(d, h, n);
+        return;
+    default:
+        return;
+    }
+}
+
+/* A whole packet head (or the packet, if shorter) is available at h[0..n). */
+static void packet(wl_mysql_decoder *d, wl_dir dir, const uint8_t *h, size_t n) {
+    wl_mysql_side *s = &d->side[dir];
+    if (s->in_cont) {
+        /* the rest of a >= 16 MiB payload: only the sequence matters */
+        check_seq(d, dir, d->exp_seq[dir]);
+        d->exp_seq[dir] = (uint8_t)(s->seq + 1);
+        d->exp_seq[!dir] = (uint8_t)(s->seq + 1);
+        if (dir == WL_DIR_CLIENT && d->phase == PH_COMMAND && d->client_state == CS_COMMAND &&
+            d->last_cmd_queued && d->pend_count > 0) {
+            wl_mysql_pending *p = &d->pending[(d->pend_head + d->pend_count - 1) % WL_MYSQL_MAX_PENDING];
+            p->resp_seq = (uint8_t)(s->seq + 1);
+        }
+        return;
+    }
+    if (dir == WL_DIR_CLIENT) {
+        client_packet(d, h, n);
+        if (d->phase != PH_STOPPED) d->exp_seq[WL_DIR_CLIENT] = (uint8_t)(s->seq + 1);
+    } else {
+        server_packet(d, h, n);
+    }
+}
+
+/* How many payload bytes of the packet just started must be seen. */
+static uint32_t head_want(const wl_mysql_decoder *d, wl_dir dir) {
+    const wl_mysql_side *s = &d->side[dir];
+    if (s->in_cont) return 0;
+    uint32_t cap = WL_MYSQL_HEAD_MAX;
+    if (dir == WL_DIR_SERVER && d->phase == PH_COMMAND &&
+        (d->resp_state == RS_ROWS || d->resp_state == RS_COLDEFS || d->resp_state == RS_FIELDS ||
+         d->resp_state == RS_PREP || d->resp_state == RS_COLDEFS_EOF))
+        cap = SMALL_HEAD;
+    if (dir == WL_DIR_CLIENT && d->phase == PH_COMMAND && d->client_state == CS_INFILE) cap = 0;
+    return s->pkt_len < cap ? s->pkt_len : cap;
+}
+
+static void start_packet(wl_mysql_decoder *d, wl_dir dir, const uint8_t *hdr) {
+    wl_mysql_side *s = &d->side[dir];
+    s->pkt_len = wl_le24(hdr);
+    s->seq = hdr[3];
+    s->in_cont = s->cont;
+    s->cont = s->pkt_len == MAX_PAYLOAD;
+    s->hdr_have = 0;
+    s->head_have = 0;
+}
+
+void wl_mysql_init(wl_mysql_decoder *d, wl_mysql_event_fn cb, void *ud) {
+    memset(d, 0, sizeof *d);
+    d->cb = cb;
+    d->ud = ud;
+    d->phase = PH_GREETING;
+}
+
+int wl_mysql_active(const wl_mysql_decoder *d) { return d->phase != PH_STOPPED; }
+
+void wl_mysql_feed(wl_mysql_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, void *fetch_ctx) {
+    if ((unsigned)dir > 1) return;
+    wl_mysql_side *s = &d->side[dir];
+    size_t off = 0;
+    while (off < len && d->phase != PH_STOPPED) {
+        if (s->skip && !s->head_need) {
+            size_t k = len - off < s->skip ? len - off : s->skip;
+            s->skip -= (uint32_t)k;
+            off += k;
+            continue;
+        }
+        size_t want = len - off < WL_MYSQL_WINDOW ? len - off : WL_MYSQL_WINDOW;
+        if (s->head_need && s->head_need + 4 < want) want = s->head_need + 4;
+        size_t got = 0;
+        const uint8_t *w = fetch(fetch_ctx, off, want, &got);
+        if (!w || got == 0) return;
+        if (got > want) got = want;
+        size_t p = 0;
+        while (p < got && d->phase != PH_STOPPED) {
+            if (s->head_need) {
+                size_t k = got - p < s->head_need ? got - p : s->head_need;
+                memcpy(s->head + s->head_have, w + p, k);
+                s->head_have += (uint32_t)k;
+                s->head_need -= (uint32_t)k;
+                p += k;
+                if (s->head_need == 0) packet(d, dir, s->head, s->head_have);
+                continue;
+            }
+            if (s->skip) {
+                size_t k = got - p < s->skip ? got - p : s->skip;
+                s->skip -= (uint32_t)k;
+                p += k;
+                continue;
+            }
+            const uint8_t *hdr;
+            if (s->hdr_have == 0 && got - p >= 4) {
+                hdr = w + p;
+                p += 4;
+            } else {
+                size_t k = 4u - s->hdr_have;
+                if (k > got - p) k = got - p;
+                memcpy(s->hdr + s->hdr_have, w + p, k);
+                s->hdr_have = (uint8_t)(s->hdr_have + k);
+                p += k;
+                if (s->hdr_have < 4) break;
+                hdr = s->hdr;
+            }
+            start_packet(d, dir, hdr);
+            uint32_t need = head_want(d, dir);
+            s->skip = s->pkt_len - need;
+            if (got - p >= need) {
+                const uint8_t *h = w + p;
+                p += need;
+                packet(d, dir, h, need);
+            } else {
+                size_t k = got - p;
+                memcpy(s->head, w + p, k);
+                s->head_have = (uint32_t)k;
+                s->head_need = need - (uint32_t)k;
+                p = got;
+            }
+        }
+        off += got;
+    }
+}
