@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import weakref
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import port_for
@@ -28,6 +33,24 @@ def _free_port(taken: set[int]) -> int:
         if port not in taken:
             taken.add(port)
             return port
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook so Envoy gets SIGTERM if this process dies without cleanup
+    (SIGKILL, a crash). Linux only, and only from the main thread: the kernel ties
+    the signal to the forking *thread*, and a worker thread may end long before."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
 
 
 def _terminate(proc: subprocess.Popen, grace: float) -> None:
@@ -121,7 +144,7 @@ class EnvoyProcess:
         try:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent(),
             )
         finally:
             out.close()
