@@ -100,3 +100,132 @@ def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
         pass
     conv = rec.stop()
     console.print(f"wrote {out}: {len(conv.connections)} connection(s), {len(conv.events)} events")
+
+
+# --- lab: up / down / stats / config ----------------------------------------
+def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
+                pg_bin: Path | None) -> dict:
+    if not (postgres or mysql):
+        postgres = mysql = True
+    return {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
+            "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None}
+
+
+@main.command()
+@click.option("--postgres", is_flag=True, help="Start PostgreSQL (default: both servers).")
+@click.option("--mysql", is_flag=True, help="Start MariaDB (default: both servers).")
+@click.option("--filter", "filters", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A filter project directory or .wasm; repeatable.")
+@click.option("--backend", type=click.Choice(["local", "docker"]), default="local",
+              show_default=True)
+@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory with another PostgreSQL's server binaries.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write connection details to this JSON file and detach.")
+def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
+       pg_bin: Path | None, state: Path | None) -> None:
+    """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
+    from .harness.lifecycle import run_foreground, start_detached
+
+    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin)
+    if state:
+        info = start_detached(kwargs, state)
+        click.echo(f"lab running in the background; state in {state}")
+        click.echo(f"  Envoy admin  {info['admin']}")
+        for kind, s in info["servers"].items():
+            click.echo(f"  {kind:12} 127.0.0.1:{s['port']} via Envoy, :{s['direct_port']} direct")
+        click.echo(f"stop it with: wirelab down --state {state}")
+        return
+
+    def ready(lab) -> None:
+        out = Console(highlight=False)
+        out.print("[bold]wirelab lab is up[/] (Ctrl-C stops it)")
+        for label, value in lab.connection_strings():
+            out.print(f"  {label:18} {value}")
+
+    console.print("starting servers and Envoy ...")
+    run_foreground(kwargs, ready)
+
+
+@main.command()
+@click.option("--state", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The state file written by `wirelab up --state`.")
+def down(state: Path) -> None:
+    """Stop a lab started with `wirelab up --state FILE` and remove its files."""
+    from .harness.lifecycle import stop_detached
+
+    forced = stop_detached(state)
+    if forced:
+        click.echo(f"stopped (had to kill: {', '.join(forced)})")
+    else:
+        click.echo("stopped")
+
+
+@main.command()
+@click.option("--admin", help="Envoy admin URL, e.g. http://127.0.0.1:9901.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="The state file written by `wirelab up --state`.")
+@click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "prom"]), default="table",
+              show_default=True)
+@click.option("--match", help="Only stats whose name contains this (or matches this glob).")
+@click.option("--all", "everything", is_flag=True, help="Include Envoy's own stats too.")
+def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: str | None,
+          everything: bool) -> None:
+    """Show the filters' stats from a running Envoy."""
+    import time
+
+    from rich.live import Live
+
+    from . import statsview
+    from .envoy import StatsClient
+    from .harness.state import read_state
+
+    if not admin:
+        if not state:
+            raise WirelabError("say which Envoy: --admin URL or --state FILE (from `wirelab up`)")
+        admin = read_state(state)["admin"]
+    client = StatsClient(admin)
+
+    def once() -> None:
+        if fmt == "prom":
+            click.echo(statsview.prometheus_text(client, match), nl=False)
+        elif fmt == "json":
+            click.echo(statsview.as_json(client.snapshot(), match, everything))
+        else:
+            Console().print(statsview.render_table(client.snapshot(), match, everything))
+
+    if not watch:
+        once()
+        return
+    if fmt != "table":
+        try:
+            while True:
+                once()
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return
+    try:
+        with Live(statsview.render_table(client.snapshot(), match, everything),
+                  refresh_per_second=2) as live:
+            while True:
+                time.sleep(1)
+                live.update(statsview.render_table(client.snapshot(), match, everything))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@click.option("--listen", type=int, default=None,
+              help="Port for the listener (default: 15432 for postgres, 13306 for mysql).")
+@click.option("--upstream", default=None, metavar="HOST:PORT",
+              help="The database server (default: 127.0.0.1:5432 or :3306).")
+@click.option("--failure-policy", type=click.Choice(["FAIL_OPEN", "FAIL_CLOSED", "FAIL_RELOAD"]),
+              default="FAIL_OPEN", show_default=True)
+def config(directory: Path, listen: int | None, upstream: str | None,
+           failure_policy: str) -> None:
+    """Print Envoy YAML (filter + tcp_proxy + stats_tags) for your own Envoy."""
+    from .harness.userconfig import user_config
+
+    click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)

@@ -1,0 +1,75 @@
+"""Turn what a user names as a filter (a project directory or a .wasm) into a FilterSpec."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..envoy import FilterSpec
+from ..errors import WirelabError
+
+
+@dataclass
+class ResolvedFilter:
+    """A built filter and the traffic it is meant for (`tcp` = any listener)."""
+
+    spec: FilterSpec
+    protocol: str
+
+    def applies_to(self, listener_protocol: str) -> bool:
+        return self.protocol in ("tcp", listener_protocol)
+
+
+def _spec_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return cleaned if cleaned[:1].isalpha() else f"f_{cleaned}"
+
+
+def plugin_config_for(project: Any) -> dict[str, Any] | str:
+    """The plugin configuration a project's filter runs with.
+
+    A builder may write `build/<name>.config.json` (the Lua runtime carries the
+    script there); otherwise the manifest's `[config]` table is the config.
+    """
+    generated = project.build_dir / f"{project.name}.config.json"
+    if generated.is_file():
+        return generated.read_text()
+    return dict(project.manifest.config)
+
+
+def resolve_filter(
+    target: str | Path,
+    config: dict[str, Any] | None = None,
+    failure_policy: str = "FAIL_OPEN",
+    force_build: bool = False,
+) -> ResolvedFilter:
+    """Build a project directory if its inputs changed, or take a .wasm as is.
+
+    `config` (a dict) is merged over the project's plugin configuration.
+    """
+    from ..build import build_project
+    from ..project import Project
+
+    path = Path(target)
+    if path.suffix == ".wasm":
+        if not path.is_file():
+            raise WirelabError(
+                f"filter {path} does not exist: build it or give a project directory"
+            )
+        spec = FilterSpec(_spec_name(path.stem), path, config or {}, failure_policy=failure_policy)
+        return ResolvedFilter(spec, "tcp")
+    project = Project.load(path)
+    build_project(project, force=force_build)
+    base = plugin_config_for(project)
+    if config:
+        merged = json.loads(base) if isinstance(base, str) else dict(base)
+        merged.update(config)
+        base = merged
+    spec = FilterSpec(
+        _spec_name(project.name), project.wasm_path, base, root_id=project.name,
+        failure_policy=failure_policy,
+    )
+    return ResolvedFilter(spec, project.manifest.protocol)

@@ -1,0 +1,228 @@
+"""A lab: database servers, Envoy with filters in front of them, and its stats.
+
+    with Lab(postgres=True, filters=["filters/postgres"]) as lab:
+        psycopg.connect(**lab.pg_conninfo())          # through Envoy
+        lab.stats.wait_for("postgres.app.statements_select", 1)
+
+One object owns every process it starts; leaving the `with` block (normally,
+on an exception or on Ctrl-C) stops them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..envoy import EnvoyProcess, ListenerSpec, Snapshot, StatsClient
+from ..errors import WirelabError
+from .filters import ResolvedFilter, resolve_filter
+
+LISTENERS = ("postgres", "mysql")
+
+
+class Lab:
+    """Servers + Envoy + filters. Listeners are named `postgres` and `mysql`.
+
+    `filters` are project directories (built when stale) or `.wasm` files. A
+    project whose protocol is `postgres` or `mysql` goes on that listener only;
+    a `tcp` project (and a bare .wasm) goes on every listener.
+    """
+
+    def __init__(
+        self,
+        postgres: bool = False,
+        mysql: bool = False,
+        filters: Sequence[str | Path] = (),
+        *,
+        filter_config: dict[str, Any] | None = None,
+        failure_policy: str = "FAIL_OPEN",
+        pg_bin: str | Path | None = None,
+        tls: bool = True,
+        concurrency: int = 1,
+        stats_flush_interval_ms: int = 200,
+        backend: str = "local",
+    ):
+        if not (postgres or mysql):
+            raise WirelabError(
+                "a lab needs at least one server: pass postgres=True and/or mysql=True"
+            )
+        if backend not in ("local", "docker"):
+            raise WirelabError(f"backend {backend!r} is unknown: use 'local' or 'docker'")
+        self.want_postgres = postgres
+        self.want_mysql = mysql
+        self.filter_targets = list(filters)
+        self.filter_config = filter_config
+        self.failure_policy = failure_policy
+        self.pg_bin = Path(pg_bin) if pg_bin else None
+        self.tls = tls
+        self.concurrency = concurrency
+        self.stats_flush_interval_ms = stats_flush_interval_ms
+        self.backend = backend
+        self.postgres: Any = None
+        self.mysql: Any = None
+        self.envoy: EnvoyProcess | None = None
+        self.filters: list[ResolvedFilter] = []
+        self.baseline: Snapshot | None = None
+        self._stack = contextlib.ExitStack()
+
+    # --- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Lab:
+        try:
+            # Build first: a compile error should not cost a server start-up.
+            self.filters = [
+                resolve_filter(t, self.filter_config, self.failure_policy)
+                for t in self.filter_targets
+            ]
+            if self.backend == "docker":
+                self._require_docker()
+            self._start_servers()
+            self.envoy = self._stack.enter_context(
+                EnvoyProcess(
+                    self._listeners(),
+                    concurrency=self.concurrency,
+                    stats_flush_interval_ms=self.stats_flush_interval_ms,
+                )
+            )
+            self.baseline = self.envoy.stats.snapshot()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _require_docker(self) -> None:
+        from ..servers import DockerBackend
+
+        available = DockerBackend.available()
+        if not available:
+            raise WirelabError(f"the docker backend needs a Docker engine: {available.reason}")
+        raise WirelabError(
+            "the docker backend runs servers in containers, which this version starts only "
+            "from `examples/docker` compose files; use --backend local"
+        )
+
+    def _start_servers(self) -> None:
+        from ..servers import MariaDBServer, PostgresServer
+
+        if self.want_postgres:
+            self.postgres = self._stack.enter_context(PostgresServer(self.pg_bin, tls=self.tls))
+        if self.want_mysql:
+            self.mysql = self._stack.enter_context(MariaDBServer(tls=self.tls))
+
+    def _listeners(self) -> list[ListenerSpec]:
+        out = []
+        for name, server in (("postgres", self.postgres), ("mysql", self.mysql)):
+            if server is None:
+                continue
+            chain = [f.spec for f in self.filters if f.applies_to(name)]
+            out.append(ListenerSpec(name, (server.host, server.port), chain))
+        return out
+
+    # --- stats -----------------------------------------------------------------
+    @property
+    def stats(self) -> StatsClient:
+        return self._envoy.stats
+
+    @property
+    def admin_url(self) -> str:
+        return self._envoy.admin_url
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"{self.admin_url}/stats/prometheus"
+
+    def mark(self) -> Snapshot:
+        """Take a new baseline for `delta()`."""
+        self.baseline = self.stats.snapshot()
+        return self.baseline
+
+    def delta(self) -> dict[str, int]:
+        """Counters and gauges that changed since the baseline (start or last mark)."""
+        if self.baseline is None:
+            return {}
+        return StatsClient.delta(self.baseline, self.stats.snapshot())
+
+    def log_tail(self, n: int = 60) -> str:
+        return self.envoy.log_tail(n) if self.envoy else ""
+
+    # --- connection parameters -------------------------------------------------
+    @property
+    def _envoy(self) -> EnvoyProcess:
+        if self.envoy is None:
+            raise WirelabError("the lab is not running: use `with Lab(...) as lab:`")
+        return self.envoy
+
+    def _server(self, kind: str) -> Any:
+        server = self.postgres if kind == "postgres" else self.mysql
+        if server is None:
+            flag = "postgres=True" if kind == "postgres" else "mysql=True"
+            raise WirelabError(f"this lab has no {kind} server: start it with Lab({flag})")
+        return server
+
+    def port(self, kind: str, direct: bool = False) -> int:
+        server = self._server(kind)
+        return server.port if direct else self._envoy.port(kind)
+
+    def pg_dsn(self, direct: bool = False) -> str:
+        return self._server("postgres").dsn(port=self.port("postgres", direct))
+
+    def pg_conninfo(self, direct: bool = False, driver: str = "psycopg") -> dict[str, Any]:
+        return self._server("postgres").conninfo(self.port("postgres", direct), driver=driver)
+
+    def pg_env(self, direct: bool = False) -> dict[str, str]:
+        return self._server("postgres").env(self.port("postgres", direct))
+
+    def mysql_kwargs(self, direct: bool = False) -> dict[str, Any]:
+        return self._server("mysql").connect_kwargs(self.port("mysql", direct))
+
+    def mysql_cli_args(self, direct: bool = False) -> list[str]:
+        return self._server("mysql").cli_args(self.port("mysql", direct))
+
+    def connection_strings(self) -> list[tuple[str, str]]:
+        """(label, command or URL) pairs a person can paste."""
+        rows: list[tuple[str, str]] = []
+        if self.postgres is not None:
+            rows.append(("psql via Envoy", f"psql '{self.pg_dsn()}'"))
+            rows.append(("psql direct", f"psql '{self.pg_dsn(direct=True)}'"))
+        if self.mysql is not None:
+            rows.append(("mariadb via Envoy", "mariadb " + " ".join(self.mysql_cli_args())))
+            rows.append(("mariadb direct", "mariadb " + " ".join(self.mysql_cli_args(True))))
+        rows.append(("Envoy admin", self.admin_url))
+        rows.append(("Prometheus", self.prometheus_url))
+        return rows
+
+    def state(self) -> dict[str, Any]:
+        """What `wirelab up --state` writes: enough for scripts to connect and to stop it."""
+        servers: dict[str, Any] = {}
+        pids: dict[str, int | None] = {"envoy": self._envoy.pid}
+        for kind in LISTENERS:
+            server = self.postgres if kind == "postgres" else self.mysql
+            if server is None:
+                continue
+            servers[kind] = {
+                "host": server.host,
+                "port": self._envoy.port(kind),
+                "direct_port": server.port,
+                "user": server.user,
+                "password": server.password,
+                "database": server.database,
+            }
+            pids[kind] = server.pid
+        return {
+            "admin": self.admin_url,
+            "prometheus": self.prometheus_url,
+            "servers": servers,
+            "pids": pids,
+            "filters": [str(f.spec.wasm) for f in self.filters],
+        }
