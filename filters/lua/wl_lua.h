@@ -1,0 +1,89 @@
+/* The wirelab Lua runtime: one Lua 5.4 VM per plugin instance, running the
+ * author's script from the plugin configuration. Internal header shared by the
+ * runtime's C files; the script-facing API is documented in API.md. */
+#ifndef WIRELAB_WL_LUA_H
+#define WIRELAB_WL_LUA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lauxlib.h"
+#include "lua.h"
+#include "wirelab_filter.h"
+
+#ifndef WL_LUA_DEFAULT_BUDGET
+#define WL_LUA_DEFAULT_BUDGET 1000000 /* VM instructions per callback */
+#endif
+#ifndef WL_LUA_DEFAULT_MEMORY_KB
+#define WL_LUA_DEFAULT_MEMORY_KB 16384 /* per VM */
+#endif
+#ifndef WL_LUA_DEFAULT_TAG_SETS
+#define WL_LUA_DEFAULT_TAG_SETS 100 /* distinct tag sets per metric name */
+#endif
+#define WL_LUA_LOAD_BUDGET_FACTOR 10 /* the script's top level gets this many budgets */
+#define WL_LUA_ERROR_LOG_FIRST 100   /* errors logged in full; then every 1000th */
+
+typedef enum { WL_LUA_TCP = 0, WL_LUA_POSTGRES = 1, WL_LUA_MYSQL = 2 } wl_lua_protocol;
+
+/* Which optional global callbacks the script defines (bit flags). */
+enum {
+    WL_LUA_CB_NEW_CONNECTION = 1u << 0,
+    WL_LUA_CB_DOWNSTREAM_DATA = 1u << 1,
+    WL_LUA_CB_UPSTREAM_DATA = 1u << 2,
+    WL_LUA_CB_CLOSE = 1u << 3,
+    WL_LUA_CB_PG_MESSAGE = 1u << 4,
+    WL_LUA_CB_MYSQL_COMMAND = 1u << 5,
+    WL_LUA_CB_MYSQL_RESULT = 1u << 6,
+    WL_LUA_CB_MYSQL_EVENT = 1u << 7,
+};
+
+/* One plugin instance: its Lua VM, limits and built-in metrics. */
+typedef struct wl_lua_vm {
+    lua_State *L;
+    wl_plugin *plugin;
+    size_t mem_used, mem_limit;
+    int64_t budget, budget_left;
+    int budget_hit;
+    int in_load;
+    uint32_t callbacks;  /* WL_LUA_CB_* */
+    wl_lua_protocol protocol;
+    int max_tag_sets;
+    char stat_prefix[64];
+    char script_name[64];
+    wl_metric m_errors, m_budget, m_memory, m_decoder_errors;
+    uint64_t errors;
+    int ref_buffer[2];   /* registry refs of the two reusable buffer objects */
+    int ref_metrics;     /* full name -> metric object */
+    int ref_tagsets;     /* base name -> distinct tag sets defined */
+} wl_lua_vm;
+
+/* Per-connection runtime state (the SDK allocates it zeroed). */
+typedef struct wl_lua_conn {
+    lua_State *L;  /* the VM the Lua object below lives in (NULL: none) */
+    int ref;       /* registry ref of the connection object */
+    void *decoder; /* wl_pg_decoder / wl_mysql_decoder, or NULL */
+} wl_lua_conn;
+
+/* The VM of any thread of a plugin's Lua state. */
+static inline wl_lua_vm *wl_lua_vm_of(lua_State *L) { return *(wl_lua_vm **)lua_getextraspace(L); }
+
+/* JSON text -> a Lua value on the stack; raises a Lua error when malformed. */
+void wl_lua_push_json(lua_State *L, const char *json, size_t len);
+
+/* Opens the `wirelab` library and the connection/buffer/metric metatables. */
+void wl_lua_open_api(lua_State *L);
+
+/* Pushes the connection object of `c` (or nil). */
+void wl_lua_push_conn(lua_State *L, wl_conn *c);
+
+/* Calls the global function `name` with `nargs` arguments already pushed,
+ * inside the protected dispatcher; returns nothing. */
+typedef void (*wl_lua_thunk)(lua_State *L, void *ud);
+int wl_lua_protected(wl_lua_vm *vm, const char *what, wl_lua_thunk fn, void *ud);
+
+/* Protocol glue (lua_proto.c). */
+void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c);
+void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r);
+int wl_lua_protocol_supported(wl_lua_protocol proto);
+
+#endif
