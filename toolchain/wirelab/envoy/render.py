@@ -53,7 +53,10 @@ def _upstream_ip(host: str) -> str:
     except ValueError:
         pass
     try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        # Prefer IPv4: "localhost" often lists ::1 first, where servers rarely listen.
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)
+        return infos[0][4][0]
     except OSError as exc:
         raise EnvoyError(
             f"upstream host {host!r} does not resolve ({exc}): use an IP address"
