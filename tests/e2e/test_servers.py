@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from wirelab.servers import MariaDBServer, PostgresServer, ServerError
+from wirelab.servers._orphans import reap_orphans
 from wirelab.servers._ports import port_is_free
 from wirelab.servers.postgres import embedded_bin_dir, resolve_bin_dir, supports_tls
 
@@ -276,6 +277,11 @@ def test_server_dies_with_its_python_process(sig):
         assert _gone(info["pids"])
         assert port_is_free(info["port"])
         if sig != signal.SIGKILL:
+            assert not os.path.exists(info["dir"])
+        else:
+            # No Python code ran to remove it; the next server start reaps it.
+            assert os.path.isdir(info["dir"])
+            assert Path(info["dir"]) in reap_orphans()
             assert not os.path.exists(info["dir"])
     finally:
         child.kill()

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import _process
+from ._orphans import reap_orphans
 from ._ports import HOST
 from ._process import ServerProcess, tail
 
@@ -47,6 +48,7 @@ class LocalServer:
         if self.process is not None:
             raise RuntimeError(f"{self.kind} already started")
         _process.register(self)
+        reap_orphans()
         try:
             self._start()
         except BaseException:

@@ -17,13 +17,13 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import psutil
 
+from ._pids import kill_all, processes_inside
 from ._users import RunAs
 
 _PR_SET_PDEATHSIG = 1
@@ -138,37 +138,18 @@ class ServerProcess:
 
     def group_pids(self) -> list[int]:
         """Every live process of this server: the leader, its descendants, and
-        any process working inside the server's directory.
-
-        The directory is what finds them all: PostgreSQL puts each backend in a
-        session of its own (so the process group misses them), and a killed
-        postmaster's orphans are no longer its descendants. Servers keep their
-        data directory (or ours) as the working directory.
-        """
-        found: set[int] = set()
+        any process working inside the server's directory."""
+        found = set(processes_inside(self.cwd))
         try:
             leader = psutil.Process(self.pid)
             if leader.status() != psutil.STATUS_ZOMBIE:
                 found.add(self.pid)
-            found.update(c.pid for c in leader.children(recursive=True))
+            for child in leader.children(recursive=True):
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    found.add(child.pid)
         except psutil.Error:
             pass
-        root = str(self.cwd)
-        for proc in psutil.process_iter(["pid"]):
-            try:
-                cwd = proc.cwd()
-            except (psutil.Error, OSError):
-                continue
-            if cwd == root or cwd.startswith(root + os.sep):
-                found.add(proc.pid)
-        live = []
-        for pid in sorted(found):
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    live.append(pid)
-            except psutil.Error:
-                continue
-        return live
+        return sorted(found)
 
     def stop(self, first_signal: int, grace: float = 10.0) -> None:
         """Ask politely, then kill whatever is left; returns when none is left."""
@@ -184,21 +165,6 @@ class ServerProcess:
         kill_all(self.group_pids)
         if self.popen.poll() is None:
             self.popen.wait(5)
-
-
-def kill_all(find: Callable[[], list[int]], timeout: float = 5.0) -> None:
-    """SIGKILL what `find` returns until it returns nothing (or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = find()
-        if not pids or time.monotonic() > deadline:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.05)
 
 
 def tail(path: Path, n: int) -> str:

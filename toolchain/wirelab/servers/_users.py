@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._orphans import write_owner
 from .errors import ServerError
 
 SERVICE_USER = "wirelab"
@@ -76,6 +77,7 @@ def make_server_dir(prefix: str, owner: RunAs | None) -> Path:
         base = Path("/tmp")
     # Short names matter: unix socket paths are limited to ~107 bytes.
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    write_owner(path)
     os.chmod(path, 0o700)
     if owner is not None:
         os.chown(path, owner.uid, owner.gid)

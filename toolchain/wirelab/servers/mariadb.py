@@ -79,17 +79,7 @@ class MariaDBServer(LocalServer):
         self.log_path = self.dir / "mariadb.log"
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
         user_opt = ["--user=root"] if is_root() else []
-        proc = run_tool(
-            [str(self.install_db), "--no-defaults", f"--datadir={data}", *user_opt,
-             "--auth-root-authentication-method=normal", "--skip-test-db",
-             "--skip-name-resolve"],
-            run_as=None, env=env,
-        )
-        output = (proc.stdout or "") + (proc.stderr or "")
-        self.log_path.write_text(output)
-        if proc.returncode != 0:
-            raise ServerError(f"mariadb-install-db failed (exit {proc.returncode}): "
-                              f"{last_lines(output)}", output)
+        self._install_db(data, user_opt, env)
         tls_opts: list[str] = []
         if self.tls:
             files = write_tls_files(self.dir / "tls")
@@ -120,6 +110,25 @@ class MariaDBServer(LocalServer):
                                   f"{last_lines(self.log_tail(5))}", self.log_tail())
         self._setup_accounts()
         self._check_tcp_login()
+
+    def _install_db(self, data: Path, user_opt: list[str], env: dict[str, str]) -> None:
+        # One retry: a bootstrap has been seen to fail once on a busy machine
+        # ("Unknown table 'mysql.tmp_user_sys'") and pass on a fresh directory.
+        for _attempt in range(2):
+            shutil.rmtree(data, ignore_errors=True)
+            proc = run_tool(
+                [str(self.install_db), "--no-defaults", f"--datadir={data}", *user_opt,
+                 "--auth-root-authentication-method=normal", "--skip-test-db",
+                 "--skip-name-resolve", f"--tmpdir={self.dir}"],
+                run_as=None, env=env,
+            )
+            output = (proc.stdout or "") + (proc.stderr or "")
+            with open(self.log_path, "a") as log:
+                log.write(output)
+            if proc.returncode == 0:
+                return
+        raise ServerError(f"mariadb-install-db failed (exit {proc.returncode}): "
+                          f"{last_lines(output)}", output)
 
     def _wait_socket(self) -> bool:
         """True once root can log in on the socket; False if the port was taken."""
