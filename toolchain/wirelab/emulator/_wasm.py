@@ -11,6 +11,7 @@ checked once at load time instead of on every call.
 from __future__ import annotations
 
 import ctypes
+import re
 import struct
 from collections.abc import Callable
 from functools import cache
@@ -204,14 +205,21 @@ class RawFunc:
             raise pending
         if trap:
             t = wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
-            frames = [
-                f"{fr.func_name or '<func ' + str(fr.func_index) + '>'}"
-                for fr in (t.frames or [])
-            ]
-            raise GuestTrap(t.message, frames)
+            raise GuestTrap(*_split_trap(t.message))
         e = wasmtime.WasmtimeError._from_ptr(
             ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
-        raise GuestTrap(str(e), [])
+        raise GuestTrap(*_split_trap(str(e)))
+
+
+_FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+ - (.*)$")
+
+
+def _split_trap(text: str) -> tuple[str, list[str]]:
+    """wasmtime's text -> (the cause, one line; the backtrace frames, innermost first)."""
+    frames = [m.group(1) for line in text.splitlines() if (m := _FRAME.match(line))]
+    cause = text.split("Caused by:", 1)[1] if "Caused by:" in text else text
+    lines = [ln.strip() for ln in cause.strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else text.strip()), frames
 
 
 def read_bytes(st: Store, ptr: int, size: int) -> bytes:
