@@ -229,3 +229,32 @@ def config(directory: Path, listen: int | None, upstream: str | None,
     from .harness.userconfig import user_config
 
     click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)
+
+
+# --- demo ------------------------------------------------------------------
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the lab running afterwards (until Ctrl-C).")
+@click.option("--no-mysql", is_flag=True, help="Leave MariaDB out even when it is installed.")
+def demo(keep: bool, no_mysql: bool) -> None:
+    """Drive real psql, pgbench and mariadb through Envoy with the filters; show the stats."""
+    from . import statsview
+    from .demo import run_demo
+    from .harness.lifecycle import _wait_for_signal
+
+    out = Console(highlight=False)
+    lab = run_demo(lambda msg: out.print(f"[bold cyan]>[/] {msg}"),
+                   with_mysql=False if no_mysql else None)
+    try:
+        # Histograms reach the admin API at the next stats flush.
+        import time
+
+        time.sleep(lab.stats_flush_interval_ms / 1000 * 3)
+        out.print(statsview.render_table(lab.stats.snapshot()))
+        out.print(f"Prometheus: curl -s {lab.prometheus_url}")
+        if keep:
+            for label, value in lab.connection_strings():
+                out.print(f"  {label:18} {value}")
+            out.print("lab is up; Ctrl-C stops it")
+            _wait_for_signal()
+    finally:
+        lab.close()
