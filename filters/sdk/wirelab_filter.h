@@ -167,7 +167,8 @@ int wl_config_bool(const wl_plugin *p, const char *key, int dflt);
 
 /* The same lookups over any JSON text. Return 0 when found with the right
  * type, -1 otherwise (out untouched). wl_json_string unescapes into out and
- * always NUL-terminates when cap > 0; it fails if the value does not fit. */
+ * always NUL-terminates when cap > 0; it fails if the value does not fit or
+ * contains \u0000. */
 int wl_json_string(const char *json, size_t len, const char *key, char *out, size_t cap);
 int wl_json_number(const char *json, size_t len, const char *key, double *out);
 int wl_json_int(const char *json, size_t len, const char *key, int64_t *out);

@@ -171,6 +171,7 @@ int wl_json_string(const char *json, size_t len, const char *key, char *out, siz
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     c.p += 6;
                 }
+                if (cp == 0) return -1; /* a C string cannot hold NUL */
                 plen = wl__utf8(cp, tmp);
                 break;
             }

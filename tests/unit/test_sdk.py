@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import wasmtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wirelab.build import build_project
 from wirelab.paths import examples_dir
@@ -338,3 +340,91 @@ def test_fetch_reads_windows_into_static_memory(probe):
     host.close(2)
     total = sum(payload) + sum(small)
     assert host.logs[-1] == (2, f"end 2 state=2 sum={total} fetched={len(payload) + 100}")
+
+
+JSON_PROBE_C = r"""
+#include <stdlib.h>
+#include "wirelab_filter.h"
+
+/* Lookups for the property tests: results go to a fixed buffer the test reads. */
+static char out[512];
+__attribute__((export_name("out_ptr"))) char *out_ptr(void) { return out; }
+__attribute__((export_name("get_string")))
+int get_string(const char *j, size_t n, const char *k) {
+    return wl_json_string(j, n, k, out, sizeof out);
+}
+__attribute__((export_name("get_int")))
+int get_int(const char *j, size_t n, const char *k) {
+    int64_t v; int rc = wl_json_int(j, n, k, &v); if (!rc) *(int64_t *)out = v; return rc;
+}
+__attribute__((export_name("get_bool")))
+int get_bool(const char *j, size_t n, const char *k) {
+    int v; int rc = wl_json_bool(j, n, k, &v); if (!rc) out[0] = (char)v; return rc;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def json_host(tmp_path_factory) -> RecordingHost:
+    d = tmp_path_factory.mktemp("jsonprobe")
+    (d / "wirelab.toml").write_text('name = "jsonprobe"\nsources = ["probe.c"]\n')
+    (d / "probe.c").write_text(JSON_PROBE_C)
+    return RecordingHost(build_project(Project.load(d)).wasm)
+
+
+def _lookup(host: RecordingHost, kind: str, doc: bytes, key: str):
+    jp = host.exports["malloc"](host.store, len(doc) + 1)
+    kp = host.exports["malloc"](host.store, len(key) + 1)
+    host.memory.write(host.store, doc, jp)
+    host.memory.write(host.store, key.encode() + b"\0", kp)
+    rc = host.call(f"get_{kind}", jp, len(doc), kp)
+    out = host.call("out_ptr")
+    raw = host._read(out, 512)
+    if rc != 0:
+        return None
+    if kind == "string":
+        return raw.split(b"\0", 1)[0].decode()
+    if kind == "int":
+        return struct.unpack("<q", raw[:8])[0]
+    return bool(raw[0])
+
+
+keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+scalars = st.one_of(
+    st.integers(min_value=-(2**62), max_value=2**62),
+    st.booleans(),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+    st.none(),
+)
+docs = st.dictionaries(
+    keys,
+    st.one_of(scalars, st.dictionaries(keys, scalars, max_size=4), st.lists(scalars, max_size=3)),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=docs, pretty=st.booleans())
+def test_json_reader_agrees_with_python(json_host, doc, pretty):
+    text = json.dumps(doc, indent=1 if pretty else None, ensure_ascii=bool(len(doc) % 2)).encode()
+    for key, value in doc.items():
+        paths = [(key, value)]
+        if isinstance(value, dict):
+            paths += [(f"{key}.{k}", v) for k, v in value.items()]
+        for path, v in paths:
+            fits = isinstance(v, str) and len(v.encode()) < 512 and "\0" not in v
+            want_str = v if fits else None
+            want_bool = v if isinstance(v, bool) else None
+            want_int = v if isinstance(v, int) and not isinstance(v, bool) else None
+            assert _lookup(json_host, "string", text, path) == want_str
+            assert _lookup(json_host, "bool", text, path) == want_bool
+            assert _lookup(json_host, "int", text, path) == want_int
+    assert _lookup(json_host, "int", text, "absent_key_") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk=st.binary(max_size=64), key=keys)
+def test_json_reader_never_traps_on_garbage(json_host, junk, key):
+    for doc in (junk, b'{"' + key.encode() + b'":' + junk):
+        for kind in ("string", "int", "bool"):
+            _lookup(json_host, kind, doc, key)  # any answer, but no trap
