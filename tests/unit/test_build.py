@@ -102,6 +102,9 @@ def test_header_in_include_dir_is_an_input(tmp_path):
     assert build_project(project).cached is False
 
 
+@pytest.mark.skipif(
+    not WIRELAB.exists(), reason=f"no {WIRELAB}: install wirelab into this venv (`make venv`)"
+)
 def test_syntax_error_through_the_cli(tmp_path):
     root = make_project(
         tmp_path / "bad", '#include "wirelab_filter.h"\nint wl_on_vm_start(void) {\n  return 1\n}\n'
