@@ -258,3 +258,53 @@ def demo(keep: bool, no_mysql: bool) -> None:
             _wait_for_signal()
     finally:
         lab.close()
+
+
+# --- replay ----------------------------------------------------------------
+@main.command()
+@click.argument("filter_path", metavar="FILTER", type=click.Path(exists=True, path_type=Path))
+@click.argument("conversation", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--chunking", type=click.Choice(["recorded", "1", "random", "coalesced"]),
+              default="recorded", show_default=True, help="How to split the bytes into reads.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --chunking random.")
+@click.option("--config", "plugin_config", help="Plugin configuration (JSON); default: [config].")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics and logs as JSON.")
+def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
+           plugin_config: str | None, as_json: bool) -> None:
+    """Run a recorded conversation FILE through FILTER (a project dir or a .wasm)."""
+    from .replay import replay as run_replay
+
+    wasm, default_config = _replay_filter(filter_path)
+    result = run_replay(wasm, conversation, chunking=chunking, seed=seed,
+                        plugin_config=plugin_config if plugin_config is not None
+                        else default_config)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    data = result.as_dict()
+    table = Table("metric", "type", "value")
+    for kind in ("counters", "gauges"):
+        for name, value in data[kind].items():
+            table.add_row(name, kind[:-1], str(value))
+    for name, h in data["histograms"].items():
+        table.add_row(name, "histogram", f"count={h['count']} sum={h['sum']}")
+    Console().print(table)
+    console.print(f"{result.connections} connection(s), {result.bytes:,} bytes in "
+                  f"{result.reads} reads, {len(result.logs)} log lines")
+    for trap in result.traps:
+        console.print(f"[red]trap:[/red] {trap}")
+
+
+def _replay_filter(path: Path) -> tuple[Path, object]:
+    if path.is_dir():
+        from .build import build_project
+        from .project import Project
+
+        project = Project.load(path)
+        built = build_project(project)
+        return built.wasm, getattr(built, "plugin_config", None) or project.manifest.config
+    if path.suffix != ".wasm":
+        raise WirelabError(f"{path}: FILTER must be a project directory or a .wasm file")
+    return path, None

@@ -183,10 +183,10 @@ class Emulator:
         self._drain()
         return conn
 
-    def advance(self, ms: float) -> None:
-        """Move the virtual clock forward, firing tick timers that fall due."""
+    def advance(self, ms: float = 0, *, ns: int = 0) -> None:
+        """Move the virtual clock forward by `ms` (+ `ns`), firing tick timers that fall due."""
         state = self.state
-        target = state.now_ns + int(ms * 1_000_000)
+        target = state.now_ns + int(ms * 1_000_000) + ns
         while True:
             due = [v for v in state.vms if v.next_tick_ns is not None and v.failed is None
                    and v.next_tick_ns <= target]
