@@ -202,13 +202,6 @@ def test_bad_manifest_is_one_line(tmp_path, manifest, fragment):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_lua_projects_are_refused_clearly(tmp_path):
-    (tmp_path / "wirelab.toml").write_text('name = "l"\nlanguage = "lua"\nscript = "f.lua"\n')
-    (tmp_path / "f.lua").write_text("-- empty\n")
-    with pytest.raises(BuildError, match="Lua projects are not supported yet"):
-        build_project(Project.load(tmp_path))
-
-
 WAT_COMPLETE = """(module
   (import "env" "proxy_log" (func (param i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
