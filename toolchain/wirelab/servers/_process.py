@@ -3,10 +3,11 @@
 Each server runs in its own session (so a terminal's Ctrl-C reaches us, not
 it) with its working directory in the server's temp directory and its output
 in a log file. Stopping signals the leader, waits, then kills every process
-still working inside that directory. Three backstops cover the
-paths where no `with` block unwinds: an atexit hook, a SIGTERM handler that
-stops live servers before letting the signal do its job, and a parent-death
-signal so even a SIGKILLed Python takes its servers with it.
+still working inside that directory. Backstops cover the paths where no
+`with` block unwinds: an atexit hook, a SIGTERM handler that stops live
+servers before letting the signal do its job, a parent-death signal so even a
+SIGKILLed Python takes its servers with it, and (`_orphans`) the next start
+removing directories whose owner died.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Closable(Protocol):
 
 
 _live: list[Closable] = []
-_lock = threading.Lock()
+# Re-entrant: the SIGTERM handler may run while the main thread holds it.
+_lock = threading.RLock()
 _handlers_installed = False
 
 
