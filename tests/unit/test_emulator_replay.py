@@ -89,3 +89,29 @@ def test_cli_replay_errors(header_probe, tmp_path):
     res = CliRunner().invoke(main, ["replay", str(header_probe), str(tmp_path / "none.jsonl")])
     assert res.exit_code == 1
     assert "does not exist (record one with `wirelab record`)" in res.output
+
+
+def test_bytes_counter_example(tmp_path):
+    """The SDK-built example, built by the real build pipeline, replayed from a file."""
+    from wirelab.build import build_project
+    from wirelab.paths import examples_dir
+    from wirelab.project import Project
+
+    src = examples_dir() / "bytes-counter"
+    if not (src / "wirelab.toml").is_file():
+        pytest.skip("examples/bytes-counter is missing from this checkout")
+    import shutil
+
+    shutil.copytree(src, tmp_path / "bc", ignore=shutil.ignore_patterns("build"))
+    project = Project.load(tmp_path / "bc")
+    wasm = build_project(project).wasm
+    path = conversation().save(tmp_path / "c.jsonl")
+    result = replay(wasm, path, chunking="random", seed=5, plugin_config=project.manifest.config)
+    prefix = f"tcp.{project.manifest.config['stat_prefix']}"
+    assert result.metrics.as_dict()["counters"] == {
+        f"{prefix}.bytes_total.direction=client": EXPECTED["hdr.bytes.direction=client"],
+        f"{prefix}.bytes_total.direction=server": EXPECTED["hdr.bytes.direction=server"],
+        f"{prefix}.connections_total": 2,
+    }
+    assert result.metrics.gauge(f"{prefix}.connections_active") == 0
+    assert result.traps == [] and not result.host.modifications
