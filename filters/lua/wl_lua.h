@@ -64,6 +64,9 @@ typedef struct wl_lua_conn {
     void *decoder; /* wl_pg_decoder / wl_mysql_decoder, or NULL */
 } wl_lua_conn;
 
+/* The context whose host callback is running (0: none or the plugin's). */
+extern uint32_t wl_lua_current_context;
+
 /* The VM of any thread of a plugin's Lua state. */
 static inline wl_lua_vm *wl_lua_vm_of(lua_State *L) { return *(wl_lua_vm **)lua_getextraspace(L); }
 

@@ -63,30 +63,33 @@ void wl_lua_push_conn(lua_State *L, wl_conn *c) {
     luaL_setmetatable(L, CONN_MT);
 }
 
+static int wl_lua_nil(lua_State *L) {
+    lua_pushnil(L);
+    return 1;
+}
+
 static wl_conn *wl_lua_check_conn(lua_State *L) {
     wl_conn **slot = luaL_checkudata(L, 1, CONN_MT);
     return *slot;
 }
 
-static int wl_lua_conn_state(lua_State *L) {
-    luaL_checkudata(L, 1, CONN_MT);
-    lua_getiuservalue(L, 1, 1);
-    return 1;
-}
-
 static int wl_lua_conn_id(lua_State *L) {
     wl_conn *c = wl_lua_check_conn(L);
-    if (!c) return 0;
+    if (!c) return wl_lua_nil(L);
     lua_pushinteger(L, (lua_Integer)c->context_id);
     return 1;
 }
 
 static int wl_lua_push_property(lua_State *L, wl_conn *c, const char *path) {
-    if (!c) return 0;
+    if (!c) return wl_lua_nil(L);
     char buf[256];
-    proxy_set_effective_context(c->context_id);
+    /* A connection object kept from another connection's callback: read its
+     * properties in its own context, then switch back. */
+    int other = c->context_id != wl_lua_current_context;
+    if (other) proxy_set_effective_context(c->context_id);
     int n = wl_property_string(path, buf, sizeof buf);
-    if (n < 0) return 0;
+    if (other && wl_lua_current_context) proxy_set_effective_context(wl_lua_current_context);
+    if (n < 0) return wl_lua_nil(L);
     if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
     lua_pushlstring(L, buf, (size_t)n);
     return 1;
@@ -108,7 +111,7 @@ static int wl_lua_conn_property(lua_State *L) {
 
 static int wl_lua_conn_bytes(lua_State *L) {
     wl_conn *c = wl_lua_check_conn(L);
-    if (!c) return 0;
+    if (!c) return wl_lua_nil(L);
     lua_pushinteger(L, (lua_Integer)c->bytes[WL_DIR_CLIENT]);
     lua_pushinteger(L, (lua_Integer)c->bytes[WL_DIR_SERVER]);
     return 2;
@@ -116,7 +119,7 @@ static int wl_lua_conn_bytes(lua_State *L) {
 
 static int wl_lua_conn_age_us(lua_State *L) {
     wl_conn *c = wl_lua_check_conn(L);
-    if (!c) return 0;
+    if (!c) return wl_lua_nil(L);
     lua_pushinteger(L, (lua_Integer)((wl_now_ns() - c->started_ns) / 1000));
     return 1;
 }
@@ -444,7 +447,6 @@ void wl_lua_open_api(lua_State *L) {
     wl_lua_vm *vm = wl_lua_vm_of(L);
 
     static const luaL_Reg conn_methods[] = {
-        {"state", wl_lua_conn_state},
         {"id", wl_lua_conn_id},
         {"sourceAddress", wl_lua_conn_source},
         {"destinationAddress", wl_lua_conn_destination},

@@ -15,6 +15,8 @@ WL_CONN_STATE(wl_lua_conn)
 
 #define HOOK_STEP 1000
 
+uint32_t wl_lua_current_context;
+
 /* ---- memory cap ---------------------------------------------------------- */
 
 static void *wl_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -41,8 +43,16 @@ static void wl_lua_budget_hook(lua_State *L, lua_Debug *ar) {
     vm->budget_hit = 1;
     /* From now on every instruction fails, so a pcall loop cannot outlive it. */
     lua_sethook(L, wl_lua_budget_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "instruction budget exceeded (%I instructions)",
-               (LUAI_UACINT)(vm->in_load ? vm->budget * WL_LUA_LOAD_BUDGET_FACTOR : vm->budget));
+    /* Name the script line that was running (level 0: hooks have no frame). */
+    lua_Debug d;
+    if (lua_getstack(L, 0, &d) && lua_getinfo(L, "Sl", &d) && d.currentline > 0)
+        lua_pushfstring(L, "%s:%d: ", d.short_src, d.currentline);
+    else
+        lua_pushliteral(L, "");
+    lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
+                    (LUAI_UACINT)(vm->in_load ? vm->budget * WL_LUA_LOAD_BUDGET_FACTOR : vm->budget));
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 /* ---- protected entry ----------------------------------------------------- */
@@ -346,6 +356,7 @@ void wl_on_new_connection(wl_conn *c) {
     if (!vm || !vm->L) return;
     lc->L = vm->L;
     lc->ref = LUA_NOREF;
+    wl_lua_current_context = c->context_id;
     if (vm->protocol != WL_LUA_TCP) wl_lua_decoder_init(vm, c);
     if (wl_lua_protected(vm, "envoy_on_new_connection", wl_lua_new_connection_thunk, c) != LUA_OK &&
         lc->ref == LUA_NOREF) {
@@ -384,6 +395,7 @@ void wl_on_data(wl_conn *c, wl_read *r) {
     wl_lua_vm *vm = wl_lua_vm_for(c);
     if (!vm) return;
     int server = r->dir == WL_DIR_SERVER;
+    wl_lua_current_context = c->context_id;
     uint32_t want = server ? WL_LUA_CB_UPSTREAM_DATA : WL_LUA_CB_DOWNSTREAM_DATA;
     if (vm->callbacks & want) {
         wl_lua_data_args a = {c, r};
@@ -415,6 +427,7 @@ void wl_on_connection_end(wl_conn *c) {
     wl_lua_conn *lc = c->state;
     wl_lua_vm *vm = wl_lua_vm_for(c);
     if (vm) {
+        wl_lua_current_context = c->context_id;
         if (vm->callbacks & WL_LUA_CB_CLOSE) wl_lua_protected(vm, "envoy_on_close", wl_lua_close_thunk, c);
         /* Unref outside the budget's reach: give it its own protected run. */
         wl_lua_protected(vm, "connection cleanup", wl_lua_unref_thunk, c);

@@ -15,19 +15,13 @@ from collections.abc import Callable
 from ..errors import BuildError
 from ..project import Project
 from .c import build_c
+from .lua import build_lua
 from .pipeline import BuildResult, CompilePlan, run
 
 Builder = Callable[[Project, bool], BuildResult]
 
 
-def _build_lua(project: Project, force: bool = False) -> BuildResult:
-    raise BuildError(
-        f"{project.name}: Lua projects are not supported yet "
-        "(use `language = \"c\"` in wirelab.toml for now)"
-    )
-
-
-BUILDERS: dict[str, Builder] = {"c": build_c, "lua": _build_lua}
+BUILDERS: dict[str, Builder] = {"c": build_c, "lua": build_lua}
 
 
 def build_project(project: Project, force: bool = False) -> BuildResult:
