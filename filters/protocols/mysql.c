@@ -1112,6 +1112,26 @@ static void start_packet(wl_mysql_decoder *d, wl_dir dir, const uint8_t *hdr) {
     s->head_have = 0;
 }
 
+/* Handshake packets are small; a first "packet" claiming megabytes is another
+ * protocol. Checked on the header so the decoder never waits for its body. */
+static int plausible_start(wl_mysql_decoder *d, wl_dir dir) {
+    const wl_mysql_side *s = &d->side[dir];
+    if (d->phase == PH_GREETING) {
+        if (dir == WL_DIR_CLIENT) {
+            decoder_error(d, dir, "client spoke before the server greeting");
+            return 0;
+        }
+        if (s->pkt_len > 1024 || s->pkt_len == 0) {
+            decoder_error(d, dir, "not a MySQL greeting");
+            return 0;
+        }
+    } else if (d->phase == PH_LOGIN && dir == WL_DIR_CLIENT && (s->pkt_len > 65536 || s->pkt_len < 4)) {
+        decoder_error(d, dir, "not a MySQL handshake response");
+        return 0;
+    }
+    return 1;
+}
+
 void wl_mysql_init(wl_mysql_decoder *d, wl_mysql_event_fn cb, void *ud) {
     memset(d, 0, sizeof *d);
     d->cb = cb;
@@ -1169,6 +1189,7 @@ void wl_mysql_feed(wl_mysql_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetc
                 hdr = s->hdr;
             }
             start_packet(d, dir, hdr);
+            if (!plausible_start(d, dir)) return;
             uint32_t need = head_want(d, dir);
             s->skip = s->pkt_len - need;
             if (got - p >= need) {
