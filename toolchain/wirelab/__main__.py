@@ -1,0 +1,5 @@
+"""`python -m wirelab` runs the CLI."""
+
+from .cli import main
+
+main()
