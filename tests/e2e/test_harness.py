@@ -121,13 +121,13 @@ def test_up_with_state_then_down_from_a_shell_script(tmp_path):
     _need("psql", "postgresql-client")
     state = tmp_path / "lab.json"
     script = tmp_path / "lab.sh"
+    read_field = "import json,sys; print(json.load(sys.stdin)['servers']['postgres'][sys.argv[1]])"
     script.write_text(textwrap.dedent(f"""\
         set -euo pipefail
         {' '.join(WIRELAB)} up --postgres --filter {BYTES_COUNTER} --state {state}
         stat -c %a {state} > {tmp_path}/mode
         cp {state} {tmp_path}/copy.json
-        pg() {{ python3 -c "import json,sys;print(json.load(sys.stdin)['servers']['postgres']['$1'])" \\
-            < {state}; }}
+        pg() {{ python3 -c "{read_field}" "$1" < {state}; }}
         port=$(pg port)
         pw=$(pg password)
         PGPASSWORD=$pw psql -X -At -h 127.0.0.1 -p $port -U wirelab wirelab -c "select 'up'"
