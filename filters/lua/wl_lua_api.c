@@ -250,6 +250,12 @@ static int wl_lua_define(lua_State *L, int type) {
     size_t nlen;
     const char *name = luaL_checklstring(L, 1, &nlen);
     wl_lua_check_name(L, name, nlen, 1, "metric name");
+    static const char *const reserved[] = {"script_errors", "budget_exceeded", "memory_exceeded",
+                                           "decoder_errors", NULL};
+    for (int i = 0; reserved[i]; i++) {
+        if (strcmp(name, reserved[i]) == 0)
+            luaL_error(L, "metric name \"%s\" is reserved for the runtime", name);
+    }
     const char *keys[MAX_TAGS], *vals[MAX_TAGS];
     int ntags = 0;
     if (!lua_isnoneornil(L, 2)) {

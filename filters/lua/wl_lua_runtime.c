@@ -248,7 +248,7 @@ static void wl_lua_setup(lua_State *L, void *ud) {
     lua_pop(L, 1);
     vm->budget_left = vm->budget * WL_LUA_LOAD_BUDGET_FACTOR;
 
-    vm->m_errors = wl_counter("lua.%s.errors", vm->stat_prefix);
+    vm->m_errors = wl_counter("lua.%s.script_errors", vm->stat_prefix);
     vm->m_budget = wl_counter("lua.%s.budget_exceeded", vm->stat_prefix);
     vm->m_memory = wl_counter("lua.%s.memory_exceeded", vm->stat_prefix);
     if (vm->protocol != WL_LUA_TCP) vm->m_decoder_errors = wl_counter("lua.%s.decoder_errors", vm->stat_prefix);

@@ -71,7 +71,7 @@ def test_tcp_bytes_example_counts_exact_bytes(runtime: Path, tmp_path: Path) -> 
     h = m.histogram("lua.tcpbytes.connection_bytes")
     assert sorted(h.samples) == [15, 20000]
     assert m.gauge("lua.tcpbytes.open_connections") == 0
-    assert m.counter("lua.tcpbytes.errors") == 0
+    assert m.counter("lua.tcpbytes.script_errors") == 0
     emu.assert_no_traps()
     assert a.forwarded == {"client": 8, "server": 7} and not a.modified
 
@@ -122,7 +122,7 @@ def test_lua_error_is_counted_logged_and_traffic_flows(runtime: Path) -> None:
     c.downstream(b"fine")
     c.downstream(b"boom")
     assert emu.metrics.counter("lua.t.seen") == 3
-    assert emu.metrics.counter("lua.t.errors") == 2
+    assert emu.metrics.counter("lua.t.script_errors") == 2
     assert emu.metrics.counter("lua.t.budget_exceeded") == 0
     assert errors(emu) == [
         "lua error in envoy_on_downstream_data: filter.lua:5: bad frame (error #1)",
@@ -152,7 +152,7 @@ def test_instruction_budget_aborts_the_callback_only(runtime: Path) -> None:
     m = emu.metrics
     assert m.counter("lua.t.calls") == 3
     assert m.counter("lua.t.budget_exceeded") == 2
-    assert m.counter("lua.t.errors") == 2
+    assert m.counter("lua.t.script_errors") == 2
     assert errors(emu)[0] == (
         "lua budget in envoy_on_downstream_data: "
         "filter.lua:5: instruction budget exceeded (20000 instructions) (error #1)"
@@ -177,7 +177,7 @@ def test_memory_cap_aborts_the_callback_and_vm_recovers(runtime: Path) -> None:
     c.downstream(b"bb")
     m = emu.metrics
     assert m.counter("lua.t.memory_exceeded") == 1
-    assert m.counter("lua.t.errors") == 1
+    assert m.counter("lua.t.script_errors") == 1
     assert m.counter("lua.t.ok") == 1
     assert errors(emu) == [
         "lua memory limit in envoy_on_downstream_data: "
@@ -194,7 +194,7 @@ def test_error_in_new_connection_leaves_the_connection_scripted(runtime: Path) -
         """)
     c = emu.connect()
     c.downstream(b"x")
-    assert emu.metrics.counter("lua.t.errors") == 1
+    assert emu.metrics.counter("lua.t.script_errors") == 1
     assert emu.metrics.counter("lua.t.data") == 1
     assert errors(emu) == [
         "lua error in envoy_on_new_connection: (error object is not a string) (error #1)"
