@@ -182,7 +182,8 @@ def test_recorded_conversation(wasm: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["cli", "connector_prepared", "multi", "infile", "ed25519"])
 @pytest.mark.parametrize("chunking", ["1", "random", "coalesced"])
-def test_rechunked_conversation_gives_the_same_metrics(wasm: Path, name: str, chunking: str) -> None:
+def test_rechunked_conversation_gives_the_same_metrics(wasm: Path, name: str,
+                                                       chunking: str) -> None:
     result = replay(wasm, FIXTURES / f"{name}.jsonl", chunking=chunking, seed=7,
                     plugin_config=CONFIG)
     assert result.traps == []
@@ -343,8 +344,8 @@ def caching_sha2_full() -> Conversation:
     pem = b"-----BEGIN PUBLIC KEY-----\n" + b"A" * 360 + b"\n-----END PUBLIC KEY-----\n"
     prepare_ok = pkt(1, b"\x00" + (7).to_bytes(4, "little") + (1).to_bytes(2, "little")
                      + (1).to_bytes(2, "little") + b"\x00" + (0).to_bytes(2, "little"))
-    binary_rs = (pkt(1, lenenc(1)) + coldef(2, b"id") + pkt(3, b"\x00\x00" + (5).to_bytes(4, "little"))
-                 + ok(4, header=0xFE))
+    row = pkt(3, b"\x00\x00" + (5).to_bytes(4, "little"))  # binary row: header, NULL bitmap, INT
+    binary_rs = pkt(1, lenenc(1)) + coldef(2, b"id") + row + ok(4, header=0xFE)
     execute = pkt(0, b"\x17" + (7).to_bytes(4, "little") + b"\x00" + (1).to_bytes(4, "little")
                   + b"\x00\x01" + b"\x03\x00" + (5).to_bytes(4, "little"))
     return conversation([
@@ -568,7 +569,11 @@ def fuzz_host(wasm: Path) -> Emulator:
     return Emulator.load(wasm, plugin_config=CONFIG)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
 @given(st.lists(st.tuples(st.sampled_from(["client", "server"]), st.binary(max_size=300)),
                 max_size=12))
 def test_random_bytes_never_trap(fuzz_host: Emulator, reads: list[tuple[str, bytes]]) -> None:
@@ -580,7 +585,7 @@ def test_random_bytes_never_trap(fuzz_host: Emulator, reads: list[tuple[str, byt
     assert fuzz_host.modifications == []
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["cli", "connector_prepared", "multi"]))
 def test_mutated_conversations_never_trap(fuzz_host: Emulator, seed: int, name: str) -> None:
     rng = random.Random(seed)

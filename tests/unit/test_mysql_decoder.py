@@ -1,0 +1,127 @@
+"""The MySQL decoder natively (gcc, AddressSanitizer + UBSan), through
+tests/native/mysql/harness.c: the event stream must not depend on how reads
+and fetch windows split the bytes, and no input may read out of bounds."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wirelab.conversation import Conversation
+from wirelab.paths import protocols_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "conversations" / "mysql"
+HARNESS = ROOT / "tests" / "native" / "mysql" / "harness.c"
+NAMES = ["cli", "pymysql_basic", "multi", "infile", "connector_prepared", "login_failure", "tls",
+         "ed25519", "sysbench"]
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed (apt-get install gcc)")
+    out = tmp_path_factory.mktemp("mysql") / "harness"
+    subprocess.run([gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    f"-I{protocols_dir()}", str(HARNESS), str(protocols_dir() / "mysql.c"),
+                    "-o", str(out)], check=True)
+    return out
+
+
+def stream(reads: list[tuple[int, str, bytes]]) -> bytes:
+    out = bytearray()
+    for conn, direction, data in reads:
+        out += struct.pack("<BBI", conn, 0 if direction == "client" else 1, len(data)) + data
+    return bytes(out)
+
+
+def reads_of(name: str) -> list[tuple[int, str, bytes]]:
+    conv = Conversation.load(FIXTURES / f"{name}.jsonl")
+    return [(e.conn, e.dir, e.data) for e in conv.events if e.ev == "data"]
+
+
+Reads = list[tuple[int, str, bytes]]
+
+
+def split(reads: Reads, rng: random.Random | None) -> Reads:
+    """One byte per read (rng None) or random read sizes."""
+    out = []
+    for conn, direction, data in reads:
+        i = 0
+        while i < len(data):
+            n = 1 if rng is None else rng.randint(1, 64)
+            out.append((conn, direction, data[i:i + n]))
+            i += n
+    return out
+
+
+def events(harness: Path, reads: list[tuple[int, str, bytes]], max_fetch: int = 4096) -> str:
+    r = subprocess.run([str(harness), str(max_fetch)], input=stream(reads), capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    return r.stdout.decode()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_events_do_not_depend_on_read_or_window_boundaries(harness: Path, name: str) -> None:
+    reads = reads_of(name)
+    base = events(harness, reads)
+    assert "decoder_error" not in base and "protocol_error" not in base
+    assert events(harness, reads, max_fetch=1) == base
+    assert events(harness, reads, max_fetch=5) == base
+    assert events(harness, split(reads, random.Random(name)), max_fetch=7) == base
+    if name != "sysbench":
+        assert events(harness, split(reads, None)) == base
+
+
+def test_recorded_cli_session_decodes_as_expected(harness: Path) -> None:
+    out = events(harness, reads_of("cli")).splitlines()
+    assert out[1] == (
+        "greeting version=5.5.5-10.11.19-MariaDB-0+deb12u1 plugin=mysql_native_password")
+    assert out[2].startswith("login user=wirelab db=wirelab plugin=mysql_native_password")
+    assert "command #8 cmd=query verb=select text=SELECT_*_FROM_missing_table" in out
+    assert ("command_done #8 outcome=1 results=0 rows=0 affected=0 warn=0 err=1146 state=42S02"
+            in out)
+    assert "result #0 rs=1 cols=2 rows=5 affected=0 warn=0 status=0x22 cursor=0" in out
+
+
+def test_stored_procedure_results(harness: Path) -> None:
+    out = events(harness, reads_of("multi")).splitlines()
+    i = out.index("command #3 cmd=query verb=other text=CALL_three_results()")
+    assert out[i + 1:i + 6] == [
+        "result #3 rs=1 cols=1 rows=2 affected=0 warn=0 status=0x9 cursor=0",
+        "result #3 rs=1 cols=2 rows=1 affected=0 warn=0 status=0x9 cursor=0",
+        "result #3 rs=1 cols=1 rows=1 affected=0 warn=0 status=0x29 cursor=0",
+        "result #3 rs=0 cols=0 rows=0 affected=1 warn=0 status=0x21 cursor=0",
+        "command_done #3 outcome=0 results=4 rows=4 affected=1 warn=0",
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.just(0), st.sampled_from(["client", "server"]),
+                          st.binary(max_size=200)), max_size=10))
+def test_random_reads_stay_in_bounds(harness: Path, reads: list[tuple[int, str, bytes]]) -> None:
+    events(harness, reads, max_fetch=13)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(NAMES[:-1]))
+def test_mutated_recordings_stay_in_bounds(harness: Path, seed: int, name: str) -> None:
+    rng = random.Random(seed)
+    reads = []
+    for conn, direction, data in reads_of(name):
+        b = bytearray(data)
+        for _ in range(rng.randint(0, 2)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        reads.append((conn, direction, bytes(b)))
+    out = events(harness, reads, max_fetch=rng.randint(1, 64))
+    assert out.startswith("-- conn 0")
