@@ -40,6 +40,7 @@ enum {
 /* One plugin instance: its Lua VM, limits and built-in metrics. */
 typedef struct wl_lua_vm {
     lua_State *L;
+    uint32_t generation; /* changes with every (re)configure */
     wl_plugin *plugin;
     size_t mem_used, mem_limit;
     int64_t budget, budget_left;
@@ -60,6 +61,7 @@ typedef struct wl_lua_vm {
 /* Per-connection runtime state (the SDK allocates it zeroed). */
 typedef struct wl_lua_conn {
     lua_State *L;  /* the VM the Lua object below lives in (NULL: none) */
+    uint32_t generation; /* of that VM: a reconfigure orphans old connections */
     int ref;       /* registry ref of the connection object */
     void *decoder; /* wl_pg_decoder / wl_mysql_decoder, or NULL */
 } wl_lua_conn;

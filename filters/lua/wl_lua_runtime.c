@@ -16,6 +16,7 @@ WL_CONN_STATE(wl_lua_conn)
 #define HOOK_STEP 1000
 
 uint32_t wl_lua_current_context;
+static uint32_t wl_lua_generations;
 
 /* ---- memory cap ---------------------------------------------------------- */
 
@@ -299,6 +300,7 @@ int wl_on_configure(wl_plugin *plugin) {
     wl_lua_close_vm(vm);
     memset(vm, 0, sizeof *vm);
     vm->plugin = plugin;
+    vm->generation = ++wl_lua_generations;
     vm->mem_limit = (size_t)WL_LUA_DEFAULT_MEMORY_KB * 1024;
     vm->budget = WL_LUA_DEFAULT_BUDGET;
     vm->m_errors = vm->m_budget = vm->m_memory = vm->m_decoder_errors = WL_METRIC_INVALID;
@@ -331,7 +333,7 @@ static wl_lua_vm *wl_lua_vm_for(wl_conn *c) {
     if (!c->plugin) return NULL;
     wl_lua_vm *vm = c->plugin->state;
     wl_lua_conn *lc = c->state;
-    if (!vm || !vm->L || lc->L != vm->L) return NULL;
+    if (!vm || !vm->L || lc->L != vm->L || lc->generation != vm->generation) return NULL;
     return vm;
 }
 
@@ -355,6 +357,7 @@ void wl_on_new_connection(wl_conn *c) {
     wl_lua_conn *lc = c->state;
     if (!vm || !vm->L) return;
     lc->L = vm->L;
+    lc->generation = vm->generation;
     lc->ref = LUA_NOREF;
     wl_lua_current_context = c->context_id;
     if (vm->protocol != WL_LUA_TCP) wl_lua_decoder_init(vm, c);
