@@ -68,7 +68,7 @@ def events(harness: Path, reads: list[tuple[int, str, bytes]], max_fetch: int = 
     r = subprocess.run([str(harness), str(max_fetch)], input=stream(reads), capture_output=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    return r.stdout.decode()
+    return r.stdout.decode("utf-8", errors="replace")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -70,10 +70,15 @@ static void on_event(void *ud, const wl_mysql_event *e) {
     case WL_MYSQL_EV_COMMAND_DONE:
         printf(" #%u outcome=%u results=%u rows=%llu affected=%llu warn=%u", e->cmd_no, e->outcome, e->results,
                (unsigned long long)e->rows, (unsigned long long)e->affected_rows, e->warnings);
-        if (e->outcome == WL_MYSQL_OUTCOME_ERR) printf(" err=%u state=%s", e->err_code, e->sqlstate);
+        if (e->outcome == WL_MYSQL_OUTCOME_ERR) {
+            printf(" err=%u", e->err_code);
+            put_str("state", e->sqlstate, strlen(e->sqlstate));
+        }
         break;
     case WL_MYSQL_EV_LOGIN_FAILED:
-        printf(" err=%u state=%s cu=%u", e->err_code, e->sqlstate, e->change_user);
+        printf(" err=%u", e->err_code);
+        put_str("state", e->sqlstate, strlen(e->sqlstate));
+        printf(" cu=%u", e->change_user);
         break;
     case WL_MYSQL_EV_AUTH_SWITCH:
     case WL_MYSQL_EV_AUTH_MORE_DATA:
