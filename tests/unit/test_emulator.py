@@ -61,7 +61,8 @@ def test_connection_lifecycle_in_envoy_order(probe):
         "down 2 5 0",
         "up 2 5 1",
         "uclose 2 0",  # synthesized from the upstream end of stream, peer UNKNOWN
-        "dclose 2 1",  # LOCAL: Envoy closes the client side after the server left
+        "down 2 0 1",  # the client answers the server's FIN with its own
+        "dclose 2 2",  # REMOTE: the client's FIN came last
         "done 2",
         "log 2",
         "delete 2",
@@ -71,13 +72,14 @@ def test_connection_lifecycle_in_envoy_order(probe):
     assert not conn.modified
 
 
-def test_client_close_delivers_end_of_stream_then_remote_close(probe):
+def test_client_close_delivers_end_of_stream_then_local_close(probe):
     host = Emulator.load(probe)
     conn = host.connect()
     conn.downstream(b"q")
     conn.close(by="client")
     msgs = [m for m in _after(host.logs, "down 2 1 0") if not m.startswith("prop")]
-    assert msgs == ["down 2 1 0", "down 2 0 1", "up 2 0 1", "uclose 2 0", "dclose 2 2",
+    # LOCAL: the server's FIN came last, so Envoy closes the client side.
+    assert msgs == ["down 2 1 0", "down 2 0 1", "up 2 0 1", "uclose 2 0", "dclose 2 1",
                     "done 2", "log 2", "delete 2"]
     conn.downstream(b"late")
     assert conn.undelivered == 4

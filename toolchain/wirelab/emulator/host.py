@@ -302,13 +302,19 @@ class Connection:
             raise WirelabError(f"close(by={by!r}): use 'client' or 'server'")
         if self.closed:
             return
-        order = ("client", "server") if by != "server" else ("server",)
+        # tcp_proxy half-closes: the closer's FIN is passed on, the other peer
+        # answers with its own, and only then does the downstream connection
+        # close. The last FIN decides the peer type: the server's (client closed
+        # first) makes Envoy close the client side, LOCAL; the client's (server
+        # closed first) is a REMOTE close. Checked against Envoy 1.40 by
+        # tests/e2e/test_parity.py.
+        order = ("client", "server") if by != "server" else ("server", "client")
         for direction in order:
             if not self._eos[direction] and not self.closed:
                 self._deliver(direction, b"", True)
-        self.emu._drain()
+                self.emu._drain()
         if not self.closed:
-            self._finish(abi.PEER_LOCAL if by == "server" else abi.PEER_REMOTE, by)
+            self._finish(abi.PEER_REMOTE if by == "server" else abi.PEER_LOCAL, by)
         self.emu._drain()
 
     # --- internals ------------------------------------------
