@@ -305,7 +305,7 @@ class EnvoyRig:
                     f"(want {still_open}), {destroyed}={snap.counters.get(destroyed)} "
                     f"(want {total - still_open})\n--- Envoy log (tail) ---\n"
                     f"{self.envoy.log_tail()}")
-            time.sleep(3 * self.flush_s)
+            time.sleep(4 * self.flush_s)
 
 
 def run_in_envoy(
@@ -325,34 +325,32 @@ def compare(emulator: MetricsDict, envoy: MetricsDict, ignore: tuple[str, ...] =
             ) -> list[str]:
     """Every disagreement as one line; empty when the metrics agree.
 
-    Counters and gauges must be equal and defined on both sides. Histograms
-    compare sample counts; Envoy lists a histogram only once it has a sample,
-    so an empty histogram missing from Envoy agrees with an emulator count of 0.
-    Names in `ignore` (exact) are skipped.
+    Every metric must be defined on both sides. Counters and gauges must be
+    equal; a gauge is compared as Envoy stores it, an unsigned 64-bit number
+    (the emulator reports -3 where Envoy's stats say 18446744073709551613).
+    Histograms compare sample counts only. Names in `ignore` are skipped.
     """
     out: list[str] = []
-    for kind in ("counters", "gauges"):
+    for kind in KINDS:
         emu, env = emulator.get(kind, {}), envoy.get(kind, {})
+        label = kind[:-1]
         for name in sorted(set(emu) | set(env)):
             if name in ignore:
                 continue
             if name not in env:
-                out.append(f"{kind[:-1]} {name}: emulator {emu[name]}, not defined in Envoy")
+                out.append(f"{label} {name}: defined in the emulator, not in Envoy")
             elif name not in emu:
-                out.append(f"{kind[:-1]} {name}: Envoy {env[name]}, not defined in the emulator")
-            elif emu[name] != env[name]:
-                out.append(f"{kind[:-1]} {name}: emulator {emu[name]}, Envoy {env[name]}")
-    emu_h, env_h = emulator.get("histograms", {}), envoy.get("histograms", {})
-    for name in sorted(set(emu_h) | set(env_h)):
-        if name in ignore:
-            continue
-        if name not in emu_h:
-            out.append(f"histogram {name}: in Envoy, not defined in the emulator")
-            continue
-        a = emu_h[name]["count"]
-        b = env_h.get(name, {"count": 0})["count"]
-        if a != b:
-            out.append(f"histogram {name}: emulator {a} samples, Envoy {b}")
+                out.append(f"{label} {name}: defined in Envoy, not in the emulator")
+            elif kind == "histograms":
+                a, b = emu[name]["count"], env[name]["count"]
+                if a != b:
+                    out.append(f"histogram {name}: emulator {a} samples, Envoy {b}")
+            else:
+                a, b = emu[name], env[name]
+                if kind == "gauges":
+                    a, b = a % 2**64, b % 2**64
+                if a != b:
+                    out.append(f"{label} {name}: emulator {emu[name]}, Envoy {env[name]}")
     return out
 
 
