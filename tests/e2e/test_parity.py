@@ -160,3 +160,21 @@ def test_compare_names_every_disagreement() -> None:
         "histogram n: emulator 1 samples, Envoy 0",
     ]
     assert compare(emu, env, ignore=("b", "only_emu", "only_env", "h", "n")) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap: Envoy 1.40 runs proxy_on_vm_start/proxy_on_configure in concurrency + 2 "
+    "plugin instances (two on the main thread, one per worker); the emulator runs one per "
+    "worker, so metric updates made while configuring are counted fewer times"))
+def test_metrics_updated_while_configuring(tmp_path: Path) -> None:
+    # probe.c adds 10 to the counter probe.recorded in proxy_on_configure. Its
+    # other metrics count reads and run experiments chosen by a read's first
+    # byte, so only this one is compared.
+    wasm = _zig(FIXTURES / "probe" / "probe.c", tmp_path)
+    conv = Conversation()
+    conv.open(0, 0.0)
+    conv.data(0, 0.001, "client", b"hello")
+    conv.close(0, 0.002, "client")
+    emulated = run_in_emulator(wasm, conv, {}).metrics["counters"]["probe.recorded"]
+    in_envoy = run_in_envoy(wasm, conv, {})["counters"]["probe.recorded"]
+    assert (emulated, in_envoy) == (10, 10)

@@ -19,7 +19,10 @@ sums differ by design.
 
 Envoy is free to coalesce or split reads differently from the recording (and
 does), so only metrics that depend on the byte stream, not on read
-boundaries, can be compared; pass the others in `ignore`.
+boundaries, can be compared; pass the others in `ignore`. Metrics a filter
+changes in proxy_on_vm_start/proxy_on_configure differ too: Envoy 1.40 starts
+concurrency + 2 plugin instances (two on the main thread), the emulator one
+per worker.
 """
 
 from __future__ import annotations
