@@ -104,11 +104,11 @@ def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
 
 # --- lab: up / down / stats / config ----------------------------------------
 def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-                pg_bin: Path | None) -> dict:
+                pg_bin: Path | None, tls: bool) -> dict:
     if not (postgres or mysql):
         postgres = mysql = True
     return {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
-            "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None}
+            "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
 
 
 @main.command()
@@ -120,20 +120,21 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               show_default=True)
 @click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
               help="Directory with another PostgreSQL's server binaries.")
+@click.option("--tls", is_flag=True,
+              help="Enable TLS on the servers (filters then only count TLS sessions).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               help="Write connection details to this JSON file and detach.")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, state: Path | None) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
-    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin)
+    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls)
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
-        click.echo(f"  Envoy admin  {info['admin']}")
-        for kind, s in info["servers"].items():
-            click.echo(f"  {kind:12} 127.0.0.1:{s['port']} via Envoy, :{s['direct_port']} direct")
+        for label, value in info.get("connect", []):
+            click.echo(f"  {label:18} {value}")
         click.echo(f"stop it with: wirelab down --state {state}")
         return
 
@@ -147,9 +148,58 @@ def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
     run_foreground(kwargs, ready)
 
 
+def _client_command(kind: str, state: Path, direct: bool, args: tuple[str, ...]) -> list[str]:
+    from .harness.state import read_state
+
+    info = read_state(state)
+    server = info["servers"].get(kind)
+    if server is None:
+        raise WirelabError(f"the lab in {state} has no {kind} server: start it with --{kind}")
+    port = str(server["direct_port"] if direct else server["port"])
+    if kind == "postgres":
+        url = (f"postgresql://{server['user']}:{server['password']}@{server['host']}:{port}/"
+               f"{server['database']}")
+        return ["psql", "-X", url, *args]
+    return ["mariadb", "--no-defaults", "--protocol=TCP", f"--host={server['host']}",
+            f"--port={port}", f"--user={server['user']}", f"--password={server['password']}",
+            server["database"], *args]
+
+
+def _exec_client(cmd: list[str]) -> None:
+    import os
+    import shutil
+
+    if shutil.which(cmd[0]) is None:
+        package = "postgresql-client" if cmd[0] == "psql" else "mariadb-client"
+        raise WirelabError(f"{cmd[0]} is not installed: apt-get install {package}")
+    os.execvp(cmd[0], cmd)
+
+
+_STATE_OPTION = click.option(
+    "--state", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The state file written by `wirelab up --state`.")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@_STATE_OPTION
+@click.option("--direct", is_flag=True, help="Bypass Envoy and connect to the server itself.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def psql(state: Path, direct: bool, args: tuple[str, ...]) -> None:
+    """Run psql against a detached lab's PostgreSQL, through Envoy; ARGS go to psql."""
+    _exec_client(_client_command("postgres", state, direct, args))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@_STATE_OPTION
+@click.option("--direct", is_flag=True, help="Bypass Envoy and connect to the server itself.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def mariadb(state: Path, direct: bool, args: tuple[str, ...]) -> None:
+    """Run the mariadb client against a detached lab's MariaDB, through Envoy."""
+    _exec_client(_client_command("mysql", state, direct, args))
+
+
 @main.command()
-@click.option("--state", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The state file written by `wirelab up --state`.")
+@_STATE_OPTION
 def down(state: Path) -> None:
     """Stop a lab started with `wirelab up --state FILE` and remove its files."""
     from .harness.lifecycle import stop_detached

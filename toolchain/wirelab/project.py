@@ -82,7 +82,9 @@ class Project:
                     raise WirelabError(f"{manifest_path}: source {src!r} does not exist")
         else:
             if not m.script:
-                raise WirelabError(f"{manifest_path}: a Lua project needs `script = \"filter.lua\"`")
+                raise WirelabError(
+                    f"{manifest_path}: a Lua project needs `script = \"filter.lua\"`"
+                )
             if not (self.root / m.script).is_file():
                 raise WirelabError(f"{manifest_path}: script {m.script!r} does not exist")
 

@@ -28,6 +28,10 @@ class Lab:
     `filters` are project directories (built when stale) or `.wasm` files. A
     project whose protocol is `postgres` or `mysql` goes on that listener only;
     a `tcp` project (and a bare .wasm) goes on every listener.
+
+    Servers run without TLS unless `tls=True`: Envoy forwards a TLS session but
+    a filter can only count it (`upgraded_to_ssl`), not look inside, so a lab
+    meant for observing traffic speaks plaintext.
     """
 
     def __init__(
@@ -39,7 +43,7 @@ class Lab:
         filter_config: dict[str, Any] | None = None,
         failure_policy: str = "FAIL_OPEN",
         pg_bin: str | Path | None = None,
-        tls: bool = True,
+        tls: bool = False,
         concurrency: int = 1,
         stats_flush_interval_ms: int = 200,
         backend: str = "local",

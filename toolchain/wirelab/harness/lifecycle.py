@@ -117,6 +117,7 @@ def _daemon_main(state_arg: str, kwargs_json: str) -> None:
         info = lab.state()
         info["pids"]["daemon"] = os.getpid()
         info["log"] = str(_log_path(state))
+        info["connect"] = lab.connection_strings()
         write_state(state, info)
         print(f"lab ready; state in {state}", flush=True)
         try:
