@@ -9,8 +9,8 @@ real time while the emulator replays the recorded times.
 
 Cases are discovered: every conversation in tests/fixtures/conversations/parity/
 runs through the bytes-counter example and two raw-ABI probes, and every
-conversation in tests/fixtures/conversations/<protocol>/ runs through
-filters/<protocol>/ once that project exists.
+conversation in tests/fixtures/conversations/<protocol>/ runs through the
+lifecycle probe and, once that project exists, through filters/<protocol>/.
 """
 
 from __future__ import annotations
@@ -83,10 +83,12 @@ def _cases() -> list[pytest.param]:
         for name in ("bytes-counter", "header-probe", "lifecycle-probe"):
             cases.append(pytest.param(name, conv, id=f"{name}-{conv.stem}"))
     for proto in PROTOCOLS:
-        if not (filters_dir() / proto / "wirelab.toml").is_file():
-            continue
-        for conv in sorted((CONVERSATIONS / proto).glob("*.jsonl")):
-            cases.append(pytest.param(proto, conv, id=f"{proto}-{conv.stem}"))
+        recorded = sorted((CONVERSATIONS / proto).glob("*.jsonl"))
+        # Real clients' and servers' close patterns, through the lifecycle probe.
+        cases += [pytest.param("lifecycle-probe", conv, id=f"lifecycle-probe-{proto}-{conv.stem}")
+                  for conv in recorded]
+        if (filters_dir() / proto / "wirelab.toml").is_file():
+            cases += [pytest.param(proto, conv, id=f"{proto}-{conv.stem}") for conv in recorded]
     return cases
 
 
