@@ -126,7 +126,7 @@ static wl_pg_cmd cmd_from_tag(const char *tag, size_t len, size_t verb_len) {
     return wl_pg_cmd_from_verb(tag, verb_len);
 }
 
-wl_pg_cmd wl_pg_cmd_from_sql(const char *s, size_t n) {
+size_t wl_pg_sql_keyword(const char *s, size_t n, const char **kw) {
     size_t i = 0;
     for (;;) {
         while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
@@ -146,8 +146,14 @@ wl_pg_cmd wl_pg_cmd_from_sql(const char *s, size_t n) {
     }
     size_t j = i;
     while (j < n && ((s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z'))) j++;
-    if (j == i) return WL_PG_CMD_OTHER;
-    return wl_pg_cmd_from_verb(s + i, j - i);
+    *kw = s + (i < n ? i : n);
+    return j > i ? j - i : 0;
+}
+
+wl_pg_cmd wl_pg_cmd_from_sql(const char *s, size_t n) {
+    const char *kw = 0;
+    size_t len = wl_pg_sql_keyword(s, n, &kw);
+    return len ? wl_pg_cmd_from_verb(kw, len) : WL_PG_CMD_OTHER;
 }
 
 /* ---- per-type rules ---------------------------------------------------------- */

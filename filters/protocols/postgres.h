@@ -246,6 +246,10 @@ const char *wl_pg_cmd_name(wl_pg_cmd cmd);
  * that fail before a CommandComplete names them). */
 wl_pg_cmd wl_pg_cmd_from_sql(const char *sql, size_t len);
 
+/* The first keyword of SQL text, after blanks, '(' and comments: its length
+ * (0 if the text does not start with a word) and *kw its start. */
+size_t wl_pg_sql_keyword(const char *sql, size_t len, const char **kw);
+
 #ifdef __cplusplus
 }
 #endif
