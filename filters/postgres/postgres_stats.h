@@ -7,7 +7,7 @@
 #ifndef WIRELAB_POSTGRES_STATS_H
 #define WIRELAB_POSTGRES_STATS_H
 
-/* X(ID, "name") — plain counters. */
+/* X(ID, name-string): plain counters. */
 #define PG_COUNTERS(X)                                                                  \
     /* contrib postgres_proxy counters, same meaning */                                \
     X(SESSIONS, "sessions")                                                            \
