@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from collections.abc import Mapping
 from functools import cache
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -23,6 +25,8 @@ TAG_KEYS = (
 # full name; anchoring on the namespace keeps Envoy's own stats untouched and
 # lets Envoy skip the regex for every other stat (it indexes rules by prefix).
 NAMESPACE = "wasmcustom"
+# Where the docker backend mounts each filter's .wasm inside the Envoy container.
+CONTAINER_WASM_DIR = "/etc/envoy/wasm"
 
 
 def tag_rules(extra_keys: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -63,21 +67,37 @@ def _upstream_ip(host: str) -> str:
         ) from None
 
 
-def _filter_ctx(f: FilterSpec, check_file: bool) -> dict[str, Any]:
+def _filter_ctx(
+    f: FilterSpec, check_file: bool, wasm_paths: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     wasm = f.wasm.resolve()
     if check_file and not wasm.is_file():
         raise EnvoyError(f"filter {f.name!r}: {wasm} does not exist (run `wirelab build` first)")
+    path = str(wasm)
+    if wasm_paths is not None:
+        try:
+            path = wasm_paths[path]
+        except KeyError:
+            raise EnvoyError(
+                f"filter {f.name!r}: {wasm} has no path inside the container: "
+                "map every filter's .wasm (see container_wasm_paths)"
+            ) from None
     return {
         "name": f.name,
         "root_id": f.root_id,
         "vm_id": f.vm_id,
-        "wasm_path": str(wasm),
+        "wasm_path": path,
         "config_json": f.config_json(),
         "failure_policy": f.failure_policy,
     }
 
 
-def _listener_ctx(spec: ListenerSpec, address: str, check_file: bool) -> dict[str, Any]:
+def _listener_ctx(
+    spec: ListenerSpec,
+    address: str,
+    check_file: bool,
+    wasm_paths: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "name": spec.name,
         "address": address,
@@ -85,7 +105,7 @@ def _listener_ctx(spec: ListenerSpec, address: str, check_file: bool) -> dict[st
         "cluster": spec.cluster,
         "upstream_ip": _upstream_ip(spec.upstream[0]),
         "upstream_port": spec.upstream[1],
-        "filters": [_filter_ctx(f, check_file) for f in spec.filters],
+        "filters": [_filter_ctx(f, check_file, wasm_paths) for f in spec.filters],
     }
 
 
@@ -113,6 +133,63 @@ def render_bootstrap(
         raise EnvoyError("stats_flush_interval_ms must be at least 1")
     return _env().get_template("bootstrap.yaml.j2").render(
         listeners=[_listener_ctx(spec, "127.0.0.1", True) for spec in listeners],
+        admin_address="127.0.0.1",
+        admin_port=int(admin_port),
+        flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
+        tag_rules=tag_rules(),
+    )
+
+
+def container_wasm_paths(listeners: list[ListenerSpec]) -> dict[Path, str]:
+    """Each distinct .wasm of `listeners` → its path under /etc/envoy/wasm in a container.
+
+    A file used by several listeners is mounted once; two different files with
+    the same name get distinct names (`f.wasm`, `f-2.wasm`).
+    """
+    out: dict[Path, str] = {}
+    taken: set[str] = set()
+    for spec in listeners:
+        for f in spec.filters:
+            wasm = f.wasm.resolve()
+            if wasm in out:
+                continue
+            stem, n = wasm.stem, 1
+            name = f"{stem}.wasm"
+            while name in taken:
+                n += 1
+                name = f"{stem}-{n}.wasm"
+            taken.add(name)
+            out[wasm] = str(PurePosixPath(CONTAINER_WASM_DIR) / name)
+    return out
+
+
+def render_container_bootstrap(
+    listeners: list[ListenerSpec],
+    admin_port: int,
+    wasm_paths: Mapping[Path, str] | None = None,
+    stats_flush_interval_ms: int = 200,
+) -> str:
+    """A bootstrap for Envoy inside a container.
+
+    Listeners and the admin API bind 0.0.0.0 *inside* the container, so that the
+    ports the engine publishes (on the host's 127.0.0.1 only) reach them; every
+    listener needs its fixed container `port`. Upstreams are addresses Envoy
+    reaches from the container (the database containers' IPs on a shared
+    network). `wasm_paths` maps each host .wasm to where it is mounted
+    (default: `container_wasm_paths(listeners)`); the host files must exist.
+    """
+    _check_unique(listeners)
+    if stats_flush_interval_ms < 1:
+        raise EnvoyError("stats_flush_interval_ms must be at least 1")
+    for spec in listeners:
+        if not spec.port:
+            raise EnvoyError(f"listener {spec.name!r} has no port: a container's ports are fixed")
+    if wasm_paths is None:
+        wasm_paths = container_wasm_paths(listeners)
+    keyed = {str(Path(host).resolve()): inside for host, inside in wasm_paths.items()}
+    return _env().get_template("bootstrap.yaml.j2").render(
+        listeners=[_listener_ctx(spec, "0.0.0.0", True, keyed) for spec in listeners],
+        admin_address="0.0.0.0",
         admin_port=int(admin_port),
         flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
         tag_rules=tag_rules(),

@@ -7,13 +7,17 @@ turns one into a running container with the `docker` SDK, an optional extra
 
 from __future__ import annotations
 
+import http.client
+import os
 import secrets
 import socket
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
+from typing import Any
 
 from . import _process
 from .errors import ServerError
@@ -21,6 +25,9 @@ from .errors import ServerError
 POSTGRES_IMAGE = "postgres:18"
 MYSQL_IMAGE = "mysql:8.4"
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40-latest"
+ENVOY_CONFIG_PATH = "/etc/envoy/envoy.yaml"
+ENVOY_WASM_DIR = "/etc/envoy/wasm"
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 _SECOND_NS = 1_000_000_000
 
 
@@ -51,6 +58,9 @@ class ContainerSpec:
     user: str = ""
     password: str = ""
     database: str = ""
+    name: str = ""                              # container name ("" lets the engine pick)
+    network: str = ""                           # a user-defined network to join at creation
+    labels: dict[str, str] = field(default_factory=dict)
 
     def run_kwargs(self) -> dict:
         """Keyword arguments for `docker.from_env().containers.run(**spec.run_kwargs())`."""
@@ -60,8 +70,12 @@ class ContainerSpec:
             "environment": dict(self.env),
             # Published on loopback only: these carry known passwords.
             "ports": {f"{c}/tcp": ("127.0.0.1", h) for c, h in self.ports.items()},
-            "labels": {"wirelab.role": self.role},
+            "labels": {**self.labels, "wirelab.role": self.role},
         }
+        if self.name:
+            kwargs["name"] = self.name
+        if self.network:
+            kwargs["network"] = self.network
         if self.command:
             kwargs["command"] = list(self.command)
         if self.healthcheck is not None:
@@ -73,15 +87,22 @@ class ContainerSpec:
 
 def postgres_spec(*, user: str = "wirelab", password: str | None = None,
                   database: str = "wirelab", host_port: int | None = None,
-                  image: str = POSTGRES_IMAGE) -> ContainerSpec:
+                  image: str = POSTGRES_IMAGE, tls: bool = False) -> ContainerSpec:
+    """The official image, plaintext unless `tls` (then with the image's
+    snake-oil certificate: clients may use TLS but cannot verify it)."""
     password = password or secrets.token_hex(12)
+    command = ["postgres", "-c", "shared_preload_libraries=pg_stat_statements",
+               "-c", "fsync=off", "-c", "synchronous_commit=off"]
+    if tls:
+        command += ["-c", "ssl=on",
+                    "-c", "ssl_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+                    "-c", "ssl_key_file=/etc/ssl/private/ssl-cert-snakeoil.key"]
     return ContainerSpec(
         role="postgres", image=image,
         env={"POSTGRES_USER": user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": database,
              "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256"},
         ports={5432: host_port},
-        command=["postgres", "-c", "shared_preload_libraries=pg_stat_statements",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off"],
+        command=command,
         # TCP, not the socket: the image's init phase serves only the socket.
         healthcheck=HealthCheck(["CMD", "pg_isready", "-h", "127.0.0.1", "-U", user,
                                  "-d", database]),
@@ -111,19 +132,36 @@ def mysql_spec(*, user: str = "wirelab", password: str | None = None,
 
 def envoy_spec(config: Path, *, listener_ports: dict[int, int | None],
                admin_port: int = 9901, wasm_dir: Path | None = None,
+               wasm_files: Mapping[str | Path, str] | None = None,
+               concurrency: int | None = None,
                image: str = ENVOY_IMAGE) -> ContainerSpec:
-    """Envoy with `config` mounted; `wasm_dir` appears at /etc/envoy/wasm.
+    """Envoy with `config` mounted read-only at /etc/envoy/envoy.yaml.
 
-    The bootstrap must bind its listeners and admin on 0.0.0.0 inside the
-    container for the published ports to reach them.
+    `wasm_files` maps each host .wasm to its path under /etc/envoy/wasm (one
+    read-only mount per file); `wasm_dir` instead mounts a whole directory
+    there. The bootstrap must bind its listeners and admin on 0.0.0.0 inside
+    the container for the published ports to reach them.
     """
-    volumes = {str(Path(config).resolve()): "/etc/envoy/envoy.yaml"}
+    volumes = {str(Path(config).resolve()): ENVOY_CONFIG_PATH}
     if wasm_dir is not None:
-        volumes[str(Path(wasm_dir).resolve())] = "/etc/envoy/wasm"
+        volumes[str(Path(wasm_dir).resolve())] = ENVOY_WASM_DIR
+    for host, inside in (wasm_files or {}).items():
+        if PurePosixPath(inside).parent != PurePosixPath(ENVOY_WASM_DIR):
+            raise ServerError(f"{inside} is not a file directly in {ENVOY_WASM_DIR}: "
+                              "mount each filter's .wasm there")
+        volumes[str(Path(host).resolve())] = inside
+    command = ["envoy", "-c", ENVOY_CONFIG_PATH, "--log-level", "info"]
+    if concurrency is not None:
+        command += ["--concurrency", str(int(concurrency))]
     return ContainerSpec(
         role="envoy", image=image,
+        # The image's entrypoint drops to its `envoy` user (uid 101) unless
+        # ENVOY_UID is 0; that user may not read a mounted file of mode 0600
+        # (or, with a rootless engine, any file of the host user). Root inside
+        # the container reads what the host user can.
+        env={"ENVOY_UID": "0"},
         ports={**listener_ports, admin_port: None},
-        command=["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "info"],
+        command=command,
         volumes=volumes,
         # The image has no curl; readiness is polled from the host instead.
         ready_http=(admin_port, "/ready"),
@@ -144,10 +182,33 @@ class Availability:
         return f"Availability({self.ok}, {self.reason!r})"
 
 
+def engine_address() -> str:
+    """Where the docker SDK looks for an engine: DOCKER_HOST, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost OS-level reason inside the SDK's wrapped exceptions
+    ("No such file or directory", "Connection refused"), else the first line."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.strerror:
+            return cur.strerror
+        todo += [a for a in cur.args if isinstance(a, BaseException)]
+        todo += [c for c in (cur.__cause__, cur.__context__) if c is not None]
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first[:160]
+
+
 class DockerBackend:
     """Runs ContainerSpecs on the local Docker engine."""
 
-    def __init__(self, client=None):
+    def __init__(self, client: Any = None):
         self._client = client
 
     @staticmethod
@@ -161,9 +222,8 @@ class DockerBackend:
             client = docker.from_env(timeout=5)
             client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return Availability(False, f"no Docker engine answers ({first[:160]}); "
-                                       "start Docker or set DOCKER_HOST")
+            return Availability(False, f"no Docker engine answers at {engine_address()} "
+                                       f"({_root_cause(exc)}); start Docker or set DOCKER_HOST")
         client.close()
         return Availability(True)
 
@@ -178,10 +238,16 @@ class DockerBackend:
             self._client = docker.from_env()
         return self._client
 
-    def run(self, spec: ContainerSpec, timeout: float = 180.0) -> RunningContainer:
+    def start(self, spec: ContainerSpec) -> RunningContainer:
+        """Create and start the container (pulling the image if missing); do not wait."""
         container = self.client.containers.run(**spec.run_kwargs())
         running = RunningContainer(spec, container)
         _process.register(running)
+        return running
+
+    def run(self, spec: ContainerSpec, timeout: float = 180.0) -> RunningContainer:
+        """Start the container and wait until it is ready (healthy, or answering)."""
+        running = self.start(spec)
         try:
             running.wait_ready(timeout)
         except BaseException:
@@ -193,11 +259,16 @@ class DockerBackend:
 class RunningContainer:
     """A started container; `with` (or close()) stops and removes it."""
 
-    def __init__(self, spec: ContainerSpec, container):
+    def __init__(self, spec: ContainerSpec, container: Any):
         self.spec = spec
         self.container = container
         self.host = "127.0.0.1"
         self._closed = False
+        self._final_log = ""
+
+    @property
+    def id(self) -> str:
+        return str(self.container.id)
 
     def __enter__(self) -> RunningContainer:
         return self
@@ -213,7 +284,18 @@ class RunningContainer:
             raise ServerError(f"{self.spec.role} container publishes no port {container_port}")
         return int(bindings[0]["HostPort"])
 
+    def ip(self, network: str) -> str:
+        """The container's address on the user-defined `network`."""
+        self.container.reload()
+        networks = self.container.attrs["NetworkSettings"].get("Networks") or {}
+        address = (networks.get(network) or {}).get("IPAddress")
+        if not address:
+            raise ServerError(f"{self.spec.role} container has no address on network {network}")
+        return str(address)
+
     def log_tail(self, n: int = 50) -> str:
+        if self._closed:
+            return "\n".join(self._final_log.splitlines()[-n:])
         try:
             return self.container.logs(tail=n).decode("utf-8", "replace")
         except Exception:  # noqa: BLE001 - the container may be gone already
@@ -242,7 +324,9 @@ class RunningContainer:
                 url = f"http://127.0.0.1:{self.host_port(port)}{path}"
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     return resp.status == 200
-            except OSError:
+            # A published port answers before the process inside listens: the
+            # engine's proxy accepts, then hangs up (RemoteDisconnected).
+            except (OSError, http.client.HTTPException):
                 return False
         port = next(iter(self.spec.ports))
         try:
@@ -254,9 +338,11 @@ class RunningContainer:
     def close(self) -> None:
         if self._closed:
             return
+        self._final_log = self.log_tail(500)
         self._closed = True
         try:
-            self.container.remove(force=True)
+            # v=True: the images declare VOLUMEs; without it each run leaves one behind.
+            self.container.remove(force=True, v=True)
         except Exception:  # noqa: BLE001 - already gone is fine
             pass
         finally:
