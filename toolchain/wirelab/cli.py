@@ -358,3 +358,44 @@ def _replay_filter(path: Path) -> tuple[Path, object]:
     if path.suffix != ".wasm":
         raise WirelabError(f"{path}: FILTER must be a project directory or a .wasm file")
     return path, None
+
+
+# --- new -------------------------------------------------------------------
+@main.command()
+@click.argument("name")
+@click.option("--lang", default="c", show_default=True, help="c or lua.")
+@click.option("--protocol", default="tcp", show_default=True, help="postgres, mysql or tcp.")
+@click.option("--dir", "parent", default=".", show_default=True,
+              type=click.Path(path_type=Path), help="Create the project in this directory.")
+def new(name: str, lang: str, protocol: str, parent: Path) -> None:
+    """Create a filter project NAME that builds and passes its tests as generated."""
+    from .scaffold import create_project
+
+    root = create_project(name, lang=lang, protocol=protocol, parent=parent)
+    click.echo(f"created {root} ({lang}, {protocol})")
+    click.echo(f"next: cd {root} && wirelab build && wirelab test   (--e2e: real Envoy)")
+
+
+# --- test ------------------------------------------------------------------
+class _PytestArgsCommand(click.Command):
+    """Keeps everything after `--` for pytest, whatever it looks like."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["wirelab.pytest_args"] = args[cut + 1:]
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@main.command(cls=_PytestArgsCommand)
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--e2e", is_flag=True, help="Also run tests marked e2e (real Envoy and servers).")
+@click.pass_context
+def test(ctx: click.Context, directory: Path, e2e: bool) -> None:
+    """Build the project in DIRECTORY, then run its tests (pytest; args after -- go to it)."""
+    from .testing.runner import run_tests
+
+    code = run_tests(directory, e2e=e2e, pytest_args=ctx.meta.get("wirelab.pytest_args", []),
+                     report=lambda line: click.echo(line, err=True))
+    sys.exit(code)

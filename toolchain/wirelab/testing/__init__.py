@@ -1,0 +1,18 @@
+"""Helpers for filter authors' tests: build traffic without a server, load a filter.
+
+    from wirelab.testing import load_filter, mysql, postgres
+
+    host = load_filter("path/to/project")   # builds when stale; an Emulator
+    conn = host.connect()
+    conn.downstream(postgres.startup("alice", "shop"))
+
+`postgres` and `mysql` are message *encoders* (bytes out); the decoders are the
+C ones in `filters/protocols/`, which the filters themselves run.
+"""
+
+from __future__ import annotations
+
+from . import mysql, postgres
+from .filters import counters, load_filter
+
+__all__ = ["counters", "load_filter", "mysql", "postgres"]
