@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..envoy import EnvoyProcess, ListenerSpec, Snapshot, StatsClient
 from ..errors import WirelabError
 from .filters import ResolvedFilter, resolve_filter
+
+if TYPE_CHECKING:
+    from .docker_lab import DockerLab, EnvoyContainer
 
 LISTENERS = ("postgres", "mysql")
 
@@ -32,6 +35,10 @@ class Lab:
     Servers run without TLS unless `tls=True`: Envoy forwards a TLS session but
     a filter can only count it (`upgraded_to_ssl`), not look inside, so a lab
     meant for observing traffic speaks plaintext.
+
+    `backend="docker"` runs the official postgres:18, mysql:8.4 and
+    envoyproxy/envoy images on a private network instead (see `docker_lab`);
+    connection parameters are the same (127.0.0.1 and published ports).
     """
 
     def __init__(
@@ -66,7 +73,8 @@ class Lab:
         self.backend = backend
         self.postgres: Any = None
         self.mysql: Any = None
-        self.envoy: EnvoyProcess | None = None
+        self.envoy: EnvoyProcess | EnvoyContainer | None = None
+        self.docker: DockerLab | None = None
         self.filters: list[ResolvedFilter] = []
         self.baseline: Snapshot | None = None
         self._stack = contextlib.ExitStack()
@@ -81,21 +89,24 @@ class Lab:
 
     def start(self) -> Lab:
         try:
+            if self.backend == "docker":
+                self._require_docker()
             # Build first: a compile error should not cost a server start-up.
             self.filters = [
                 resolve_filter(t, self.filter_config, self.failure_policy)
                 for t in self.filter_targets
             ]
             if self.backend == "docker":
-                self._require_docker()
-            self._start_servers()
-            self.envoy = self._stack.enter_context(
-                EnvoyProcess(
-                    self._listeners(),
-                    concurrency=self.concurrency,
-                    stats_flush_interval_ms=self.stats_flush_interval_ms,
+                self._start_docker()
+            else:
+                self._start_servers()
+                self.envoy = self._stack.enter_context(
+                    EnvoyProcess(
+                        self._listeners(),
+                        concurrency=self.concurrency,
+                        stats_flush_interval_ms=self.stats_flush_interval_ms,
+                    )
                 )
-            )
             self.baseline = self.envoy.stats.snapshot()
         except BaseException:
             self.close()
@@ -106,15 +117,33 @@ class Lab:
         self._stack.close()
 
     def _require_docker(self) -> None:
-        from ..servers import DockerBackend
+        """Fail in one line, before any build, when no engine answers."""
+        from .docker_lab import require_engine
 
-        available = DockerBackend.available()
-        if not available:
-            raise WirelabError(f"the docker backend needs a Docker engine: {available.reason}")
-        raise WirelabError(
-            "the docker backend runs servers in containers, which this version starts only "
-            "from `examples/docker` compose files; use --backend local"
+        if self.pg_bin is not None:
+            raise WirelabError(
+                "--pg-bin picks a local PostgreSQL; the docker backend runs postgres:18: "
+                "drop --pg-bin or use --backend local"
+            )
+        require_engine()
+
+    def _start_docker(self) -> None:
+        from .docker_lab import DockerLab
+
+        chains = {kind: [f.spec for f in self.filters if f.applies_to(kind)]
+                  for kind in LISTENERS}
+        # Kept before it starts, so a failed start still names its lab id.
+        self.docker = DockerLab(
+            postgres=self.want_postgres,
+            mysql=self.want_mysql,
+            chains=chains,
+            tls=self.tls,
+            concurrency=self.concurrency,
+            stats_flush_interval_ms=self.stats_flush_interval_ms,
         )
+        self._stack.enter_context(self.docker)
+        self.postgres, self.mysql = self.docker.postgres, self.docker.mysql
+        self.envoy = self.docker.envoy
 
     def _start_servers(self) -> None:
         from ..servers import MariaDBServer, PostgresServer
@@ -162,7 +191,7 @@ class Lab:
 
     # --- connection parameters -------------------------------------------------
     @property
-    def _envoy(self) -> EnvoyProcess:
+    def _envoy(self) -> EnvoyProcess | EnvoyContainer:
         if self.envoy is None:
             raise WirelabError("the lab is not running: use `with Lab(...) as lab:`")
         return self.envoy
@@ -223,10 +252,13 @@ class Lab:
                 "database": server.database,
             }
             pids[kind] = server.pid
-        return {
+        out = {
             "admin": self.admin_url,
             "prometheus": self.prometheus_url,
             "servers": servers,
             "pids": pids,
             "filters": [str(f.spec.wasm) for f in self.filters],
         }
+        if self.docker is not None:
+            out["docker"] = self.docker.describe()
+        return out

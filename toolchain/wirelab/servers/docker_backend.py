@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _process
-from .errors import ServerError
+from .errors import ServerError, last_lines
 
 POSTGRES_IMAGE = "postgres:18"
 MYSQL_IMAGE = "mysql:8.4"
@@ -307,8 +307,9 @@ class RunningContainer:
             self.container.reload()
             state = self.container.attrs["State"]
             if state.get("Status") in ("exited", "dead"):
+                log = self.log_tail(200)
                 raise ServerError(f"{self.spec.role} container exited with code "
-                                  f"{state.get('ExitCode')}: {self.log_tail(2)}", self.log_tail())
+                                  f"{state.get('ExitCode')}: {last_lines(log)}", log)
             if self._ready(state):
                 return
             time.sleep(0.5)
