@@ -460,3 +460,30 @@ def test_mutated_recordings_never_trap(fuzz_host: Emulator, data: st.DataObject)
     assert fuzz_host.traps == []
     assert not fuzz_host.modifications
     assert fuzz_host.metrics.gauge("postgres.t.sessions_in_transaction") == 0
+
+
+def test_multi_statement_query_and_deep_pipeline(wasm: Path) -> None:
+    host = fresh(wasm)
+    conn = login(host)
+    # One Query with three statements: each CommandComplete is a statement.
+    conn.downstream(msg(b"Q", b"BEGIN; INSERT INTO t VALUES (1); COMMIT\0"))
+    host.advance(2)
+    conn.upstream(msg(b"C", b"BEGIN\0") + msg(b"C", b"INSERT 0 1\0") + msg(b"C", b"COMMIT\0")
+                  + READY_I)
+    # 40 pipelined Executes, deeper than the 32-entry queue: all counted, none timed.
+    conn.downstream((msg(b"B", b"\0s1\0" + b"\0" * 6) + msg(b"E", b"\0\0\0\0\0")) * 40 + msg(b"S"))
+    conn.upstream((msg(b"2") + msg(b"C", b"UPDATE 1\0")) * 40 + READY_I)
+    # The queue drained: the next statement is timed again.
+    conn.downstream(msg(b"Q", b"SELECT 1\0"))
+    host.advance(1)
+    conn.upstream(msg(b"C", b"SELECT 1\0") + READY_I)
+    conn.close()
+    s = nonzero(host)
+    assert s["statements"] == 44 and s["statements_update"] == 40
+    assert s["transactions"] == 1 + 40 + 1 and s["transactions_commit"] == 42
+    assert s["rows_affected"] == 41 and s["rows_returned"] == 1
+    assert s["extended_bind_named"] == 40 and s["extended_execute"] == 40
+    assert {k: v for k, v in s.items() if k.startswith("statement_latency")} == latency(
+        begin=1, insert=1, commit=1, select=1)
+    assert s["transaction_latency_us#count"] == 1
+    assert host.metrics.histogram("postgres.t.transaction_latency_us").sum == 2000
