@@ -13,8 +13,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -183,6 +186,36 @@ def test_database_containers_join_the_lab_network_and_publish_on_loopback(lab):
     assert "ssl=on" in DockerLab(postgres=True, tls=True).server_specs()["postgres"].command
 
 
+def _engine_request(spec) -> dict:
+    """The Engine API body the docker SDK would send to create `spec`'s container,
+    built by the SDK's own translation of `containers.run` arguments (no engine)."""
+    from docker.models.containers import _create_container_args
+    from docker.types import ContainerConfig
+
+    kwargs = spec.run_kwargs()
+    assert kwargs.pop("detach") is True
+    create = _create_container_args({**kwargs, "version": "1.44"})
+    create.pop("name")
+    return dict(ContainerConfig("1.44", **create))
+
+
+def test_the_engine_is_asked_for_loopback_ports_read_only_binds_and_the_network(lab):
+    pytest.importorskip("docker", reason="needs the docker SDK (pip install 'wirelab[docker]')")
+    listeners = lab.listeners(UPSTREAMS)
+    envoy = _engine_request(lab.envoy_spec(listeners, lab.write_config(listeners)))
+    servers = [_engine_request(s) for s in lab.server_specs().values()]
+    for body in (envoy, *servers):
+        host = body["HostConfig"]
+        assert host["NetworkMode"] == lab.network_name
+        bindings = [b for port in host["PortBindings"].values() for b in port]
+        assert bindings and all(b == {"HostIp": "127.0.0.1", "HostPort": ""} for b in bindings)
+    binds = envoy["HostConfig"]["Binds"]
+    assert len(binds) == 4 and all(b.endswith(":ro") for b in binds)
+    assert f"{lab.workdir / 'envoy.yaml'}:{ENVOY_CONFIG_PATH}:ro" in binds
+    assert set(envoy["ExposedPorts"]) == {"15432/tcp", "13306/tcp", f"{ADMIN_PORT}/tcp"}
+    assert all("Healthcheck" in body for body in servers)
+
+
 def test_only_the_asked_servers_and_listeners():
     lab = DockerLab(mysql=True)
     assert list(lab.server_specs()) == ["mysql"]
@@ -331,3 +364,57 @@ def test_docker_lab_reports_an_envoy_failure_in_one_line_and_cleans_up(tmp_path)
     assert "\n" not in str(err.value)
     assert lab.docker is not None
     assert _leftovers(lab.docker.lab_id) == []
+
+
+def _owned_by(pid: int) -> list[str]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        label = {"label": f"{OWNER_LABEL}={socket.gethostname()}:{pid}"}
+        return ([c.name for c in client.containers.list(all=True, filters=label)]
+                + [n.name for n in client.networks.list(filters=label)])
+    finally:
+        client.close()
+
+
+def _start_lab_in_a_child() -> subprocess.Popen:
+    code = ("from wirelab.harness import Lab\n"
+            "Lab(postgres=True, mysql=True, backend='docker').start()\n"
+            "import time; time.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not _owned_by(child.pid):
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    return child
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_ctrl_c_during_start_removes_the_network_and_containers():
+    _engine()
+    child = _start_lab_in_a_child()
+    child.send_signal(signal.SIGINT)
+    child.wait(120)
+    assert _owned_by(child.pid) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_a_killed_labs_containers_go_with_the_next_lab():
+    import docker
+
+    from wirelab.harness.docker_lab import reap_orphans
+
+    _engine()
+    child = _start_lab_in_a_child()
+    child.kill()
+    child.wait(30)
+    assert _owned_by(child.pid)  # SIGKILL: nothing could clean up
+    client = docker.from_env()
+    try:
+        reap_orphans(client)
+    finally:
+        client.close()
+    assert _owned_by(child.pid) == []
