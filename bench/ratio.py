@@ -1,0 +1,189 @@
+"""Same load through Envoy with tcp_proxy alone and through Envoy with filters.
+
+The reusable half of every "filter overhead" benchmark:
+
+    from ratio import compare, sysbench_tps
+
+    result = compare(
+        upstream=(my.host, my.port),
+        filters=["filters/mysql"],
+        command=lambda port: ["sysbench", "oltp_point_select", f"--mysql-port={port}", ...],
+        parse=sysbench_tps,
+        runs=5,
+    )
+    print(result.ratio)
+
+Two Envoys run side by side for the whole comparison, in front of the same
+server: `baseline` (the listener's only network filter is tcp_proxy) and
+`filtered` (the given filters, then tcp_proxy). Both have the same concurrency,
+stats flush interval and bootstrap; only the filter chain differs. Runs
+alternate (baseline, filtered, baseline, ...; the order flips every pair so
+neither side always runs second) after one warm-up run of each, and the ratio
+is median(filtered) / median(baseline) of the measured runs. A throughput
+(higher is better) is what `parse` must return.
+
+Throughput on a shared machine is noisy, so every run also records the CPU
+time the Envoy process used (user + system, from /proc via psutil) divided by
+the operations it carried (throughput x wall time of the run): the filter's
+cost shows up there directly, in microseconds of Envoy CPU per operation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from wirelab.envoy import EnvoyProcess, FilterSpec, ListenerSpec
+
+VARIANTS = ("baseline", "filtered")
+
+
+@dataclass
+class Run:
+    variant: str  # "baseline" or "filtered"
+    index: int    # 0-based measured run number (warm-up runs are -1)
+    value: float  # throughput parsed from the command's output
+    envoy_cpu_us: float = 0.0  # Envoy CPU (user + system) per operation, microseconds
+
+
+@dataclass
+class Result:
+    runs: list[Run] = field(default_factory=list)
+    command: str = ""  # one filtered run's command line, as a person would paste it
+    unit: str = "tps"
+
+    def values(self, variant: str) -> list[float]:
+        return [r.value for r in self.runs if r.variant == variant and r.index >= 0]
+
+    def median(self, variant: str) -> float:
+        return statistics.median(self.values(variant))
+
+    def cpu_median(self, variant: str) -> float:
+        return statistics.median(
+            r.envoy_cpu_us for r in self.runs if r.variant == variant and r.index >= 0)
+
+    @property
+    def ratio(self) -> float:
+        return self.median("filtered") / self.median("baseline")
+
+
+def sysbench_tps(output: str) -> float:
+    """`transactions: N (X per sec.)` from a sysbench 1.0 summary."""
+    m = re.search(r"transactions:\s+\d+\s+\(([\d.]+) per sec\.\)", output)
+    if not m:
+        raise ValueError(f"no sysbench transaction rate in output:\n{output[-2000:]}")
+    return float(m.group(1))
+
+
+def pgbench_tps(output: str) -> float:
+    """`tps = X (without initial connection time)` from pgbench (15+), or the older form."""
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output) or \
+        re.search(r"tps = ([\d.]+) \(excluding connections establishing\)", output)
+    if not m:
+        raise ValueError(f"no pgbench tps in output:\n{output[-2000:]}")
+    return float(m.group(1))
+
+
+def _resolve(filters: Sequence[FilterSpec | str | Path],
+             config: Mapping[str, Any] | None) -> list[FilterSpec]:
+    """FilterSpecs as given; project directories and .wasm files built/resolved
+    as `wirelab.harness.Lab` does (`config` merged over each project's)."""
+    from wirelab.harness.filters import resolve_filter
+
+    out = []
+    for f in filters:
+        if isinstance(f, FilterSpec):
+            out.append(f)
+        else:
+            out.append(resolve_filter(f, dict(config) if config else None).spec)
+    return out
+
+
+def _run_once(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float) -> str:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load command failed (exit {proc.returncode}): "
+                           f"{shlex.join(argv)}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    return proc.stdout
+
+
+def compare(
+    upstream: tuple[str, int],
+    filters: Sequence[FilterSpec | str | Path],
+    command: Callable[[int], Sequence[str]],
+    parse: Callable[[str], float],
+    *,
+    runs: int = 5,
+    warmup: int = 1,
+    env: Mapping[str, str] | None = None,
+    filter_config: Mapping[str, Any] | None = None,
+    concurrency: int = 1,
+    listener: str = "db",
+    unit: str = "tps",
+    timeout: float = 600.0,
+    out: Callable[[str], None] = print,
+) -> Result:
+    """Run `command(port)` against both Envoys, alternating; return every run.
+
+    `command(port)` builds the load's argv for a listener port on 127.0.0.1;
+    `parse(stdout)` returns the throughput. `env` is added to the load's
+    environment (e.g. PGPASSWORD). Each run is printed through `out`.
+    """
+    specs = _resolve(filters, filter_config)
+    if not specs:
+        raise ValueError("compare() needs at least one filter: the baseline is tcp_proxy alone")
+    result = Result(unit=unit)
+    base = EnvoyProcess([ListenerSpec(listener, upstream, [])], concurrency=concurrency)
+    filt = EnvoyProcess([ListenerSpec(listener, upstream, specs)], concurrency=concurrency)
+    with base, filt:
+        ports = {"baseline": base.port(listener), "filtered": filt.port(listener)}
+        result.command = shlex.join(command(ports["filtered"]))
+        out(f"load: {result.command}")
+        out(f"filters: {', '.join(f'{s.name} ({s.wasm})' for s in specs)}; "
+            f"Envoy concurrency {concurrency}; {warmup} warm-up + {runs} measured runs per side")
+        procs = {"baseline": psutil.Process(base.pid), "filtered": psutil.Process(filt.pid)}
+        for i in range(-warmup, runs):
+            order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
+                cpu0, t0 = _cpu(procs[variant]), time.monotonic()
+                value = parse(_run_once(command(ports[variant]), env, timeout))
+                cpu, wall = _cpu(procs[variant]) - cpu0, time.monotonic() - t0
+                per_op = cpu / max(value * wall, 1e-9) * 1e6
+                result.runs.append(Run(variant, max(i, -1), value, per_op))
+                tag = "warm-up" if i < 0 else f"run {i + 1}"
+                out(f"  {tag:8} {variant:9} {value:12.1f} {unit}   "
+                    f"Envoy CPU {per_op:7.2f} us/op")
+    out(f"median baseline (tcp_proxy)     {result.median('baseline'):12.1f} {unit}  "
+        f"{_fmt(result.values('baseline'))}")
+    out(f"median filtered (+filters)      {result.median('filtered'):12.1f} {unit}  "
+        f"{_fmt(result.values('filtered'))}")
+    out(f"Envoy CPU per op (median)       baseline {result.cpu_median('baseline'):.2f} us, "
+        f"filtered {result.cpu_median('filtered'):.2f} us")
+    out(f"ratio filtered / baseline       {result.ratio:12.3f}")
+    return result
+
+
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds (user + system) of the process and its threads so far."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.0f}" for v in values) + "]"
+
+
+if __name__ == "__main__":
+    sys.exit("bench/ratio.py is a library: run bench/mysql_sysbench.py (or another bench)")
