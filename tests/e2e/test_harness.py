@@ -214,6 +214,8 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
         ([*WIRELAB, "config", str(BYTES_COUNTER), "--upstream", "nohostport"],
          "is not HOST:PORT"),
         ([*WIRELAB, "config", str(tmp_path)], "wirelab.toml is missing"),
+        ([*WIRELAB, "up", "--postgres", "--filter", str(tmp_path), "--state",
+          str(tmp_path / "s.json")], "wirelab.toml is missing"),
     ]
     for cmd, expected in cases:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

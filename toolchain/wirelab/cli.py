@@ -160,9 +160,12 @@ def _client_command(kind: str, state: Path, direct: bool, args: tuple[str, ...])
         url = (f"postgresql://{server['user']}:{server['password']}@{server['host']}:{port}/"
                f"{server['database']}")
         return ["psql", "-X", url, *args]
+    # The client takes TLS whenever the server offers it, which would hide the
+    # session from the filters; a lab started without --tls means plaintext.
+    tls = [] if info.get("tls") else ["--skip-ssl"]
     return ["mariadb", "--no-defaults", "--protocol=TCP", f"--host={server['host']}",
             f"--port={port}", f"--user={server['user']}", f"--password={server['password']}",
-            server["database"], *args]
+            *tls, server["database"], *args]
 
 
 def _exec_client(cmd: list[str]) -> None:

@@ -258,6 +258,7 @@ class Lab:
             "servers": servers,
             "pids": pids,
             "filters": [str(f.spec.wasm) for f in self.filters],
+            "tls": self.tls,
         }
         if self.docker is not None:
             out["docker"] = self.docker.describe()

@@ -69,8 +69,13 @@ def start_detached(lab_kwargs: dict[str, Any], state: Path, timeout: float = 300
         if state.exists():
             return read_state(state)
         if proc.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
-            detail = "\n".join(tail)
+            lines = log.read_text(errors="replace").strip().splitlines()
+            said = [ln.removeprefix("wirelab: error: ") for ln in lines
+                    if ln.startswith("wirelab: error: ")]
+            if said:
+                log.unlink(missing_ok=True)
+                raise WirelabError(said[-1])
+            detail = "\n".join(lines[-15:])
             raise WirelabError(f"the lab failed to start (log {log}):\n{detail}")
         time.sleep(0.2)
     proc.terminate()
@@ -113,17 +118,23 @@ def _daemon_main(state_arg: str, kwargs_json: str) -> None:
     kwargs = json.loads(kwargs_json)
     # A detached lab must outlive the terminal that started it.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    with Lab(**kwargs) as lab:
+    try:
+        lab = Lab(**kwargs).start()
+    except WirelabError as exc:
+        # The parent turns this line into its own one-line error.
+        print(f"wirelab: error: {exc}", flush=True)
+        sys.exit(1)
+    try:
         info = lab.state()
         info["pids"]["daemon"] = os.getpid()
         info["log"] = str(_log_path(state))
         info["connect"] = lab.connection_strings()
         write_state(state, info)
         print(f"lab ready; state in {state}", flush=True)
-        try:
-            _wait_for_signal((signal.SIGINT, signal.SIGTERM))
-        finally:
-            state.unlink(missing_ok=True)
+        _wait_for_signal((signal.SIGINT, signal.SIGTERM))
+    finally:
+        state.unlink(missing_ok=True)
+        lab.close()
     print("lab stopped", flush=True)
 
 
