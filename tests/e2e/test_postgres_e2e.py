@@ -8,6 +8,7 @@ Envoy's tcp_proxy byte counts.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,15 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             assert c("login_failures_by_sqlstate.sqlstate=28P01") == 1
             assert c("sessions_encrypted") == 1 and c("sessions_unencrypted") == 1
             assert c("copy_in") == 1 and c("decoder_errors") == 0
-            stats.wait_for("postgres.app.bytes.direction=client",
-                           snap.counter("tcp.pg.downstream_cx_rx_bytes_total"))
-            stats.wait_for("postgres.app.bytes.direction=server",
-                           snap.counter("tcp.pg.downstream_cx_tx_bytes_total"))
+            # Envoy's own byte counts settle as the connections close: poll both.
+            deadline = time.monotonic() + 10
+            while True:
+                snap = stats.snapshot()
+                pairs = [(snap.counter(f"postgres.app.bytes.direction={d}"),
+                          snap.counter(f"tcp.pg.downstream_cx_{x}_bytes_total"))
+                         for d, x in (("client", "rx"), ("server", "tx"))]
+                if all(a == b for a, b in pairs) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert pairs[0][0] == pairs[0][1] and pairs[1][0] == pairs[1][1], pairs
             stats.wait_for("postgres.app.statement_latency_us.type=insert", 15)
