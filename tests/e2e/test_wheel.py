@@ -113,3 +113,24 @@ def test_config_and_doctor_from_the_wheel(wheel_venv: Path, tmp_path: Path):
 
     admin = "admin:\n  address:\n    socket_address: {address: 127.0.0.1, port_value: 0}\n"
     validate_config(admin + config.stdout)
+
+
+@pytest.mark.parametrize("lang", ["c", "lua"])
+def test_new_build_and_test_from_the_wheel(wheel_venv: Path, tmp_path: Path, lang: str):
+    made = _run(wheel_venv, tmp_path, "new", "shop", "--lang", lang, "--protocol", "postgres")
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "shop"
+    assert (project / "tests" / "test_filter.py").is_file()
+    built = _run(wheel_venv, project, "build", "--json")
+    assert built.returncode == 0, built.stderr
+    assert Path(json.loads(built.stdout)["wasm"]) == project / "build" / "shop.wasm"
+    tested = _run(wheel_venv, project, "test", "--", "-p", "no:cacheprovider")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "4 passed, 1 deselected" in tested.stdout
+    # the generated tests ran against the wheel's wirelab, not this checkout's
+    where = subprocess.run(
+        [str(wheel_venv / "bin" / "python"), "-c",
+         "import wirelab.testing, wirelab.scaffold as s; print(wirelab.testing.__file__);"
+         "print(s.TEMPLATES)"],
+        cwd=project, capture_output=True, text=True, check=True).stdout.split()
+    assert all(p.startswith(str(wheel_venv)) for p in where), where
