@@ -174,6 +174,19 @@ def test_test_outside_a_project_names_the_fix(tmp_path: Path):
     assert "wirelab.toml is missing (create one with `wirelab new NAME`" in result.output
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_load_filter_overrides_the_stat_prefix(tmp_path: Path, lang: str):
+    root = create_project("pfx", lang, "tcp", tmp_path)
+    host = load_filter(root, config={"stat_prefix": "edge"})
+    conn = host.connect()
+    conn.downstream(b"abc")
+    conn.close()
+    family = "lua" if lang == "lua" else "tcp"
+    assert counters(host, f"{family}.edge.") == {"connections_total": 1,
+                                                 "bytes_total.direction=client": 3}
+    assert counters(host, f"{family}.pfx.") == {}
+
+
 # --- wirelab.testing: encoders, byte for byte ---------------------------------------
 
 

@@ -390,6 +390,9 @@ class _PytestArgsCommand(click.Command):
             args = args[:cut]
         return super().parse_args(ctx, args)
 
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- PYTEST_ARGS...]"]
+
 
 @main.command(cls=_PytestArgsCommand)
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))

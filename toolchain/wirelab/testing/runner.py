@@ -42,6 +42,8 @@ def run_tests(directory: str | Path = ".", e2e: bool = False, pytest_args: Seque
 
     project = Project.load(directory)
     built = build_project(project)
+    for warning in built.warnings:
+        report(f"warning: {warning}")
     report(f"{'up to date' if built.cached else 'built'}: {built.wasm}")
     tests = project.root / "tests"
     if not tests.is_dir():
