@@ -487,3 +487,21 @@ def test_multi_statement_query_and_deep_pipeline(wasm: Path) -> None:
         begin=1, insert=1, commit=1, select=1)
     assert s["transaction_latency_us#count"] == 1
     assert host.metrics.histogram("postgres.t.transaction_latency_us").sum == 2000
+
+
+@pytest.mark.parametrize("config", [
+    {"slow_threshold_ms": -1}, {"slow_log_sql_bytes": -5}, {"tags": {"max_values": -1}},
+    {"stat_prefix": ""},
+])
+def test_bad_configuration_is_refused(wasm: Path, config: dict[str, Any]) -> None:
+    from wirelab.emulator import EmulatorError
+
+    with pytest.raises(EmulatorError, match="proxy_on_configure returned false"):
+        Emulator.load(wasm, plugin_config=config)
+
+
+def test_default_configuration(wasm: Path) -> None:
+    host = Emulator.load(wasm)  # no plugin configuration at all
+    assert host.metrics.counter("postgres.postgres.statements") == 0
+    assert "postgres.postgres.statement_latency_us.type=select" in host.metrics
+    assert not any(n.startswith("postgres.postgres.db_") for n in host.metrics.names())
