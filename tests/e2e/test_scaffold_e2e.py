@@ -36,6 +36,8 @@ def test_generated_project_passes_wirelab_test_e2e(tmp_path: Path, lang: str, pr
                          cwd=tmp_path, capture_output=True, text=True, timeout=400)
     out = ran.stdout + ran.stderr
     assert ran.returncode == 0, out
-    assert "tests/test_e2e.py::test_" in out and "PASSED" in out
+    ran_order = [ln.split("::")[0] for ln in out.splitlines() if ln.startswith("tests/")
+                 and ln.rstrip().endswith("]") and "PASSED" in ln]
+    assert ran_order == ["tests/test_filter.py"] * 4 + ["tests/test_e2e.py"], out
     assert "5 passed in" in out
     assert "deselected" not in out

@@ -3,7 +3,7 @@
 pytest runs in a subprocess with the project as its working directory, on the
 same Python as wirelab (so `wirelab.testing` and the `wirelab_lab` fixture are
 importable), with its output streamed as it comes. Tests marked `e2e` are
-deselected unless `e2e=True`.
+deselected unless `e2e=True`; then they run after the emulator tests.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class NoTestsError(WirelabError):
 
 def pytest_command(project_root: Path, e2e: bool, pytest_args: Sequence[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", "tests"]
-    if not e2e:
+    if e2e:  # all tests, the emulator ones first
+        cmd += ["-p", "wirelab.testing.ordering"]
+    else:
         cmd += ["-m", "not e2e"]
     return [*cmd, *pytest_args]
 
