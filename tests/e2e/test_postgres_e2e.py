@@ -50,7 +50,7 @@ def _statements(pg) -> tuple[int, int, int]:
     with _direct(pg) as conn:
         rows = conn.execute(
             "SELECT query, calls, rows FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg_stat_statements%' AND query <> 'SELECT $1'"
+            "WHERE query NOT ILIKE '%pg\\_stat%' AND query <> 'SELECT $1'"
         ).fetchall()
     calls = sum(r[1] for r in rows)
     selected = sum(r[2] for r in rows if r[0].lstrip().upper().startswith("SELECT"))
@@ -58,12 +58,27 @@ def _statements(pg) -> tuple[int, int, int]:
     return calls, selected, other
 
 
+def _db_sessions(pg) -> int:
+    """pg_stat_database.sessions of the test database, after flushing our stats."""
+    with _direct(pg) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return conn.execute("SELECT sessions FROM pg_stat_database "
+                            "WHERE datname = current_database()").fetchone()[0]
+
+
+def _sessions_baseline(pg) -> tuple[int, int]:
+    """(sessions now, sessions one reading connection adds)."""
+    first = _db_sessions(pg)
+    second = _db_sessions(pg)
+    return second, second - first
+
+
 def _dml_calls(pg) -> int:
     """pg_stat_statements calls of SELECT/INSERT/UPDATE/DELETE since the reset."""
     with _direct(pg) as conn:
         return conn.execute(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg_stat_statements%' "
+            "WHERE query NOT ILIKE '%pg\\_stat%' "
             "AND upper(split_part(ltrim(query), ' ', 1)) "
             "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')"
         ).fetchone()[0]
@@ -171,9 +186,18 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             with EnvoyProcess([ListenerSpec("pg", (pg.host, pg.port), [spec])]) as envoy:
                 with _direct(pg) as conn:
                     conn.execute("SELECT pg_stat_statements_reset()")
+                before, reader = _sessions_baseline(pg)
                 proxied = {**env, "PGPORT": str(envoy.port("pg"))}
                 subprocess.run(["pgbench", "-n", "-c", "2", "-j", "1", "-t", "40", "-M", mode],
                                env=proxied, check=True, capture_output=True, timeout=300)
+                # Backends report their session at exit; each reading connection
+                # adds `reader` itself.
+                deadline = time.monotonic() + 10
+                while (sessions := _db_sessions(pg) - before - reader) != 3:
+                    if time.monotonic() > deadline:
+                        break
+                    before += reader
+                    time.sleep(0.2)
                 calls, selected_rows, _ = _statements(pg)
                 dml = _dml_calls(pg)
                 envoy.stats.wait_for(f"postgres.{mode}.sessions_active", 0)
@@ -196,3 +220,5 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
                 assert c("rows_returned") == selected_rows, mode
                 assert c("decoder_errors") == 0 and c("errors") == 0, mode
                 envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 80)
+                # pg_stat_database.sessions saw pgbench's 3 logins, as the filter did.
+                assert c("sessions") == sessions == 3, mode
