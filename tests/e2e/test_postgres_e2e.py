@@ -1,8 +1,9 @@
 """The postgres filter in real Envoy in front of a real PostgreSQL.
 
 Truth check: statement and row counters must equal what PostgreSQL's own
-pg_stat_statements recorded for the same workload, and the byte counters
-Envoy's tcp_proxy byte counts.
+pg_stat_statements recorded for the same workload, logins what
+pg_stat_database.sessions recorded, and the byte counters Envoy's tcp_proxy
+byte counts.
 """
 
 from __future__ import annotations
