@@ -50,6 +50,17 @@ def _run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+def _copy_installed_example(venv: Path, tmp_path: Path) -> Path:
+    """The bytes-counter example as the wheel installed it, copied to tmp_path/counter."""
+    examples = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import wirelab.paths as p; print(p.examples_dir())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    project = tmp_path / "counter"
+    shutil.copytree(Path(examples) / "bytes-counter", project,
+                    ignore=shutil.ignore_patterns("build"))
+    return project
+
+
 def test_wheel_carries_sdk_decoders_filters_and_templates(wheel_venv: Path, tmp_path: Path):
     code = ("import wirelab, wirelab.paths as p; print(wirelab.__file__); "
             "print(p.sdk_dir()); print(p.envoy_templates_dir()); print(p.examples_dir())")
@@ -66,13 +77,7 @@ def test_wheel_carries_sdk_decoders_filters_and_templates(wheel_venv: Path, tmp_
 
 
 def test_build_and_replay_from_another_directory(wheel_venv: Path, tmp_path: Path):
-    examples = subprocess.run(
-        [str(wheel_venv / "bin" / "python"), "-c",
-         "import wirelab.paths as p; print(p.examples_dir())"],
-        capture_output=True, text=True, check=True).stdout.strip()
-    project = tmp_path / "counter"
-    shutil.copytree(Path(examples) / "bytes-counter", project,
-                    ignore=shutil.ignore_patterns("build"))
+    project = _copy_installed_example(wheel_venv, tmp_path)
     built = _run(wheel_venv, tmp_path, "build", str(project), "--json")
     assert built.returncode == 0, built.stderr
     info = json.loads(built.stdout)
@@ -100,13 +105,7 @@ def test_config_and_doctor_from_the_wheel(wheel_venv: Path, tmp_path: Path):
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     names = {c["name"] for c in json.loads(doctor.stdout)}
     assert "Envoy" in names and any("wasmtime" in n for n in names), names
-    examples = subprocess.run(
-        [str(wheel_venv / "bin" / "python"), "-c",
-         "import wirelab.paths as p; print(p.examples_dir())"],
-        capture_output=True, text=True, check=True).stdout.strip()
-    project = tmp_path / "counter"
-    shutil.copytree(Path(examples) / "bytes-counter", project,
-                    ignore=shutil.ignore_patterns("build"))
+    project = _copy_installed_example(wheel_venv, tmp_path)
     config = _run(wheel_venv, tmp_path, "config", str(project), "--upstream", "127.0.0.1:5432")
     assert config.returncode == 0, config.stderr
     from wirelab.envoy import validate_config
