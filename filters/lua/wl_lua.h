@@ -54,6 +54,9 @@ typedef struct wl_lua_vm {
     wl_metric m_errors, m_budget, m_memory, m_decoder_errors;
     uint64_t errors;
     int ref_buffer[2];   /* registry refs of the two reusable buffer objects */
+    int ref_message;     /* registry ref of the reusable protocol message object */
+    int pg_filtered;     /* the script named the message types it wants */
+    uint8_t pg_want[2][256]; /* [wl_dir][type byte]: call envoy_on_pg_message */
     int ref_metrics;     /* full name -> metric object */
     int ref_tagsets;     /* base name -> distinct tag sets defined */
 } wl_lua_vm;
@@ -86,9 +89,16 @@ void wl_lua_push_conn(lua_State *L, wl_conn *c);
 typedef void (*wl_lua_thunk)(lua_State *L, void *ud);
 int wl_lua_protected(wl_lua_vm *vm, const char *what, wl_lua_thunk fn, void *ud);
 
+/* Inside a wl_lua_protected() run: calls the function below `nargs` arguments
+ * in its own protected call with a fresh budget, so an error aborts only that
+ * callback (counted and logged as `what`); pops the function and arguments.
+ * Many callbacks can share one wl_lua_protected() entry this way. */
+int wl_lua_call_callback(wl_lua_vm *vm, int nargs, const char *what);
+
 /* Protocol glue (lua_proto.c). */
 void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c);
 void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r);
 int wl_lua_protocol_supported(wl_lua_protocol proto);
+void wl_lua_proto_open(lua_State *L); /* message objects and helpers */
 
 #endif

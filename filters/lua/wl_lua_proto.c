@@ -104,124 +104,282 @@ static const char *const wl_lua_pg_errors[] = {
     "none", "bad_length", "unknown_type", "bad_startup", "bad_answer", "malformed",
 };
 
-#define PGS(key, s) wl_lua_setstr(L, key, (s).ptr, (s).len)
+/* The message object: one full userdata per VM, reused for every message.
+ * It points at the event being dispatched and computes a field only when the
+ * script reads it (most scripts read two or three); outside its callback it
+ * points at nothing and any read raises an error. */
+#define PG_MSG_MT "wirelab.pg_message"
 
-static void wl_lua_pg_table(lua_State *L, const wl_pg_event *ev) {
-    lua_createtable(L, 0, 8);
-    wl_lua_setcstr(L, "kind", wl_lua_pg_kinds[ev->kind <= WL_PG_EV_ERROR ? ev->kind : 0]);
-    wl_lua_setcstr(L, "direction", wl_lua_dir_name(ev->dir));
-    wl_lua_setint(L, "length", ev->length);
-    wl_lua_setint(L, "size", ev->size);
+static const wl_pg_event **wl_lua_pg_slot(lua_State *L) {
+    return luaL_checkudata(L, 1, PG_MSG_MT);
+}
+
+static int wl_lua_pushpg(lua_State *L, wl_pg_str s) {
+    lua_pushlstring(L, s.ptr ? s.ptr : "", s.ptr ? s.len : 0);
+    return 1;
+}
+
+static int wl_lua_push1(lua_State *L, uint8_t ch) {
+    char c = (char)ch;
+    lua_pushlstring(L, &c, 1);
+    return 1;
+}
+
+static int wl_lua_pushint(lua_State *L, lua_Integer v) {
+    lua_pushinteger(L, v);
+    return 1;
+}
+
+#define KEY(lit) (len == sizeof(lit) - 1 && memcmp(k, lit, sizeof(lit) - 1) == 0)
+
+/* Pushes field `k` of `ev` (nil when the message has no such field). */
+static int wl_lua_pg_field(lua_State *L, const wl_pg_event *ev, const char *k, size_t len) {
+    if (KEY("kind")) {
+        lua_pushstring(L, wl_lua_pg_kinds[ev->kind <= WL_PG_EV_ERROR ? ev->kind : 0]);
+        return 1;
+    }
+    if (KEY("direction")) {
+        lua_pushstring(L, wl_lua_dir_name(ev->dir));
+        return 1;
+    }
+    if (KEY("length")) return wl_lua_pushint(L, ev->length);
+    if (KEY("size")) return wl_lua_pushint(L, ev->size);
     switch (ev->kind) {
     case WL_PG_EV_STARTUP:
-        wl_lua_setint(L, "version", ev->u.startup.version);
-        PGS("user", ev->u.startup.user);
-        PGS("database", ev->u.startup.database);
-        PGS("application_name", ev->u.startup.application_name);
-        return;
+        if (KEY("user")) return wl_lua_pushpg(L, ev->u.startup.user);
+        if (KEY("database")) return wl_lua_pushpg(L, ev->u.startup.database);
+        if (KEY("application_name")) return wl_lua_pushpg(L, ev->u.startup.application_name);
+        if (KEY("version")) return wl_lua_pushint(L, ev->u.startup.version);
+        break;
     case WL_PG_EV_CANCEL_REQUEST:
-        wl_lua_setint(L, "pid", ev->u.cancel.pid);
-        return;
-    case WL_PG_EV_ENCRYPTION_RESPONSE: {
-        char a = (char)ev->u.encryption.answer, r = (char)ev->u.encryption.requested;
-        wl_lua_setstr(L, "answer", &a, 1);
-        wl_lua_setstr(L, "requested", &r, 1);
-        return;
-    }
-    case WL_PG_EV_ERROR: {
-        unsigned code = ev->u.error.code;
-        const char *e = code <= WL_PG_ERR_MALFORMED ? wl_lua_pg_errors[code] : "malformed";
-        wl_lua_setcstr(L, "error", e);
-        return;
-    }
-    case WL_PG_EV_MESSAGE: break;
-    default: return;
-    }
-    char t = (char)ev->type;
-    wl_lua_setstr(L, "type", &t, 1);
-    const char *name = wl_lua_pg_message_name(ev->dir, ev->type);
-    wl_lua_setcstr(L, "name", name);
-    if (ev->dir == WL_DIR_CLIENT) {
-        switch (t) {
-        case 'Q':
-        case 'P': {
-            PGS("sql", ev->u.query.sql);
-            wl_lua_setbool(L, "sql_truncated", ev->u.query.sql_truncated);
-            if (t == 'P') PGS("statement", ev->u.query.name);
-            const char *verb = wl_pg_cmd_name(wl_pg_cmd_from_sql(ev->u.query.sql.ptr, ev->u.query.sql.len));
-            wl_lua_setcstr(L, "verb", verb);
+        if (KEY("pid")) return wl_lua_pushint(L, ev->u.cancel.pid);
+        break;
+    case WL_PG_EV_ENCRYPTION_RESPONSE:
+        if (KEY("answer")) return wl_lua_push1(L, ev->u.encryption.answer);
+        if (KEY("requested")) return wl_lua_push1(L, ev->u.encryption.requested);
+        break;
+    case WL_PG_EV_ERROR:
+        if (KEY("error")) {
+            unsigned code = ev->u.error.code;
+            lua_pushstring(L, code <= WL_PG_ERR_MALFORMED ? wl_lua_pg_errors[code] : "malformed");
+            return 1;
+        }
+        break;
+    case WL_PG_EV_MESSAGE: {
+        uint8_t t = ev->type;
+        if (KEY("type")) return wl_lua_push1(L, t);
+        if (KEY("name")) {
+            lua_pushstring(L, wl_lua_pg_message_name(ev->dir, t));
+            return 1;
+        }
+        if (ev->dir == WL_DIR_CLIENT) {
+            switch (t) {
+            case 'Q':
+            case 'P':
+                if (KEY("sql")) return wl_lua_pushpg(L, ev->u.query.sql);
+                if (KEY("sql_truncated")) {
+                    lua_pushboolean(L, ev->u.query.sql_truncated);
+                    return 1;
+                }
+                if (KEY("verb")) {
+                    wl_pg_cmd cmd = wl_pg_cmd_from_sql(ev->u.query.sql.ptr, ev->u.query.sql.len);
+                    lua_pushstring(L, wl_pg_cmd_name(cmd));
+                    return 1;
+                }
+                if (t == 'P' && KEY("statement")) return wl_lua_pushpg(L, ev->u.query.name);
+                break;
+            case 'B':
+                if (KEY("portal")) return wl_lua_pushpg(L, ev->u.bind.portal);
+                if (KEY("statement")) return wl_lua_pushpg(L, ev->u.bind.statement);
+                break;
+            case 'E':
+                if (KEY("portal")) return wl_lua_pushpg(L, ev->u.execute.portal);
+                if (KEY("max_rows")) return wl_lua_pushint(L, ev->u.execute.max_rows);
+                break;
+            case 'D':
+            case 'C': {
+                const char *what = ev->u.target.what == 'S' ? "statement" : "portal";
+                if (KEY("target")) {
+                    lua_pushstring(L, what);
+                    return 1;
+                }
+                if (len == strlen(what) && memcmp(k, what, len) == 0)
+                    return wl_lua_pushpg(L, ev->u.target.name);
+                break;
+            }
+            case 'p':
+                if (KEY("mechanism") && ev->u.auth_response.mechanism.len)
+                    return wl_lua_pushpg(L, ev->u.auth_response.mechanism);
+                break;
+            }
             break;
         }
-        case 'B':
-            PGS("portal", ev->u.bind.portal);
-            PGS("statement", ev->u.bind.statement);
+        switch (t) {
+        case 'C':
+            if (KEY("verb")) {
+                lua_pushstring(L, wl_pg_cmd_name(ev->u.cc.kind));
+                return 1;
+            }
+            if (KEY("tag")) return wl_lua_pushpg(L, ev->u.cc.tag);
+            if (KEY("rows") && ev->u.cc.has_rows) return wl_lua_pushint(L, (lua_Integer)ev->u.cc.rows);
             break;
         case 'E':
-            PGS("portal", ev->u.execute.portal);
-            wl_lua_setint(L, "max_rows", ev->u.execute.max_rows);
+        case 'N':
+            if (KEY("sqlstate")) {
+                lua_pushstring(L, ev->u.notice.sqlstate);
+                return 1;
+            }
+            if (KEY("severity")) return wl_lua_pushpg(L, ev->u.notice.severity);
             break;
-        case 'D':
-        case 'C': {
-            const char *what = ev->u.target.what == 'S' ? "statement" : "portal";
-            wl_lua_setcstr(L, "target", what);
-            PGS(what, ev->u.target.name);
+        case 'Z':
+            if (KEY("status")) return wl_lua_push1(L, ev->u.ready.status);
+            break;
+        case 'R':
+            if (KEY("auth_code")) return wl_lua_pushint(L, ev->u.auth.code);
+            if (KEY("mechanism") && ev->u.auth.mechanism.len) return wl_lua_pushpg(L, ev->u.auth.mechanism);
+            break;
+        case 'S':
+            if (KEY("param")) return wl_lua_pushpg(L, ev->u.param.name);
+            if (KEY("value")) return wl_lua_pushpg(L, ev->u.param.value);
+            break;
+        case 'K':
+            if (KEY("pid")) return wl_lua_pushint(L, ev->u.key.pid);
             break;
         }
-        case 'p':
-            if (ev->u.auth_response.mechanism.len) PGS("mechanism", ev->u.auth_response.mechanism);
-            break;
-        }
-        return;
-    }
-    switch (t) {
-    case 'C': {
-        PGS("tag", ev->u.cc.tag);
-        const char *verb = wl_pg_cmd_name(ev->u.cc.kind);
-        wl_lua_setcstr(L, "verb", verb);
-        if (ev->u.cc.has_rows) wl_lua_setint(L, "rows", (lua_Integer)ev->u.cc.rows);
         break;
     }
-    case 'E':
-    case 'N':
-        PGS("severity", ev->u.notice.severity);
-        wl_lua_setcstr(L, "sqlstate", ev->u.notice.sqlstate);
-        break;
-    case 'Z': {
-        char s = (char)ev->u.ready.status;
-        wl_lua_setstr(L, "status", &s, 1);
-        break;
+    default: break;
     }
-    case 'R':
-        wl_lua_setint(L, "auth_code", ev->u.auth.code);
-        if (ev->u.auth.mechanism.len) PGS("mechanism", ev->u.auth.mechanism);
-        break;
-    case 'S':
-        PGS("param", ev->u.param.name);
-        PGS("value", ev->u.param.value);
-        break;
-    case 'K':
-        wl_lua_setint(L, "pid", ev->u.key.pid);
-        break;
-    }
+    lua_pushnil(L);
+    return 1;
 }
 
-static void wl_lua_pg_thunk(lua_State *L, void *ud) {
-    wl_lua_event_ctx *x = ud;
-    lua_getglobal(L, "envoy_on_pg_message");
-    wl_lua_push_conn(L, x->c);
-    wl_lua_pg_table(L, x->ev);
-    lua_call(L, 2, 0);
+static int wl_lua_pg_index(lua_State *L) {
+    /* Only reachable through the (locked) metatable: arg 1 is a message object. */
+    const wl_pg_event **slot = lua_touserdata(L, 1);
+    if (!*slot) return luaL_error(L, "message used outside its callback (copy the fields you need)");
+    size_t len = 0;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    if (!k) {
+        lua_pushnil(L);
+        return 1;
+    }
+    return wl_lua_pg_field(L, *slot, k, len);
 }
+
+static int wl_lua_pg_newindex(lua_State *L) {
+    return luaL_error(L, "message objects are read-only (keep your data in conn.state)");
+}
+
+static int wl_lua_pg_tostring(lua_State *L) {
+    const wl_pg_event **slot = wl_lua_pg_slot(L);
+    const wl_pg_event *ev = *slot;
+    if (!ev) lua_pushliteral(L, "pg message (expired)");
+    else if (ev->kind == WL_PG_EV_MESSAGE)
+        lua_pushfstring(L, "pg message %s (%s, %d bytes)", wl_lua_pg_message_name(ev->dir, ev->type),
+                        wl_lua_dir_name(ev->dir), (int)ev->size);
+    else
+        lua_pushfstring(L, "pg message %s (%s)", wl_lua_pg_kinds[ev->kind <= WL_PG_EV_ERROR ? ev->kind : 0],
+                        wl_lua_dir_name(ev->dir));
+    return 1;
+}
+
+/* The fields a message of this kind/type can have, for msg:fields(). */
+static const char *const wl_lua_pg_all_fields[] = {
+    "kind", "direction", "length", "size", "type", "name", "user", "database",
+    "application_name", "version", "pid", "answer", "requested", "error", "sql",
+    "sql_truncated", "verb", "statement", "portal", "max_rows", "target", "mechanism",
+    "tag", "rows", "sqlstate", "severity", "status", "auth_code", "param", "value", NULL,
+};
+
+/* wirelab.pg_fields(msg): every field of the message in a plain table (for
+ * logging, or for keeping a message past its callback). */
+static int wl_lua_pg_fields(lua_State *L) {
+    const wl_pg_event **slot = wl_lua_pg_slot(L);
+    if (!*slot) return luaL_error(L, "message used outside its callback (copy the fields you need)");
+    lua_createtable(L, 0, 8);
+    for (int i = 0; wl_lua_pg_all_fields[i]; i++) {
+        const char *k = wl_lua_pg_all_fields[i];
+        wl_lua_pg_field(L, *slot, k, strlen(k));
+        if (lua_isnil(L, -1)) lua_pop(L, 1);
+        else lua_setfield(L, -2, k);
+    }
+    return 1;
+}
+
+typedef struct {
+    wl_read *r;
+    wl_lua_vm *vm;
+    wl_conn *c;
+    const wl_pg_event **slot; /* NULL: decode without calling Lua */
+    int fed;
+} wl_lua_pg_feed_ctx;
 
 static void wl_lua_pg_event(void *user, const wl_pg_event *ev) {
-    wl_conn *c = user;
-    wl_lua_vm *vm = c->plugin->state;
+    wl_lua_pg_feed_ctx *x = user;
+    wl_lua_vm *vm = x->vm;
+    lua_State *L = vm->L;
     if (ev->kind == WL_PG_EV_ERROR) wl_batch_add(vm->m_decoder_errors, 1);
-    wl_lua_event_ctx x = {vm, c, ev};
-    wl_lua_protected(vm, "envoy_on_pg_message", wl_lua_pg_thunk, &x);
+    if (!x->slot) return; /* decoding without Lua (see wl_lua_decoder_feed) */
+    if (ev->kind == WL_PG_EV_MESSAGE && !vm->pg_want[ev->dir == WL_DIR_SERVER][ev->type]) return;
+#ifdef WL_LUA_PROFILE
+    extern uint64_t wl_lua_profile_messages;
+    wl_lua_profile_messages++;
+#endif
+    /* Stack reserved by the thunk, values already there: nothing here can
+     * raise an error outside the callback's own protected call. */
+    lua_pushvalue(L, 2); /* envoy_on_pg_message */
+    lua_pushvalue(L, 3); /* conn */
+    lua_pushvalue(L, 1); /* the message object */
+    *x->slot = ev;
+    wl_lua_call_callback(vm, 2, "envoy_on_pg_message");
+    *x->slot = NULL;
 }
 
 static const wl_pg_callbacks wl_lua_pg_callbacks = {wl_lua_pg_event};
+
+static void wl_lua_pg_feed(wl_lua_pg_feed_ctx *x) {
+    wl_pg_decoder *d = ((wl_lua_conn *)x->c->state)->decoder;
+    d->user = x; /* this read's events go to this context */
+    wl_pg_feed(d, x->r->dir, x->r->size, wl_read_fetch, x->r);
+    d->user = NULL;
+}
+
+/* One protected run per read: every message of the read is dispatched from
+ * inside it, each in its own protected call with its own budget. */
+static void wl_lua_pg_feed_thunk(lua_State *L, void *ud) {
+    wl_lua_pg_feed_ctx *x = ud;
+    luaL_checkstack(L, 8, "message dispatch");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->ref_message); /* 1 */
+    lua_getglobal(L, "envoy_on_pg_message");                /* 2 */
+    wl_lua_push_conn(L, x->c);                              /* 3 */
+    x->slot = lua_touserdata(L, 1);
+    x->fed = 1;
+    wl_lua_pg_feed(x);
+    x->slot = NULL;
+}
+
+static void wl_lua_pg_open(lua_State *L) {
+    static const luaL_Reg meta[] = {
+        {"__index", wl_lua_pg_index},
+        {"__newindex", wl_lua_pg_newindex},
+        {"__tostring", wl_lua_pg_tostring},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, PG_MSG_MT);
+    luaL_setfuncs(L, meta, 0);
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    const wl_pg_event **slot = lua_newuserdatauv(L, sizeof *slot, 0);
+    *slot = NULL;
+    luaL_setmetatable(L, PG_MSG_MT);
+    wl_lua_vm_of(L)->ref_message = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getglobal(L, "wirelab");
+    lua_pushcfunction(L, wl_lua_pg_fields);
+    lua_setfield(L, -2, "pg_fields");
+    lua_pop(L, 1);
+}
 #endif
 
 /* ---- MySQL --------------------------------------------------------------------- */
@@ -370,6 +528,14 @@ int wl_lua_protocol_supported(wl_lua_protocol proto) {
     }
 }
 
+void wl_lua_proto_open(lua_State *L) {
+#ifdef WL_LUA_WITH_POSTGRES
+    wl_lua_pg_open(L);
+#else
+    (void)L;
+#endif
+}
+
 void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c) {
     wl_lua_conn *lc = c->state;
     switch (vm->protocol) {
@@ -377,7 +543,7 @@ void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c) {
     case WL_LUA_POSTGRES:
         if (!(vm->callbacks & WL_LUA_CB_PG_MESSAGE)) return;
         lc->decoder = malloc(sizeof(wl_pg_decoder));
-        if (lc->decoder) wl_pg_init(lc->decoder, &wl_lua_pg_callbacks, c);
+        if (lc->decoder) wl_pg_init(lc->decoder, &wl_lua_pg_callbacks, NULL);
         return;
 #endif
 #ifdef WL_LUA_WITH_MYSQL
@@ -399,7 +565,13 @@ void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r) {
     switch (vm->protocol) {
 #ifdef WL_LUA_WITH_POSTGRES
     case WL_LUA_POSTGRES:
-        if (wl_pg_active(lc->decoder)) wl_pg_feed(lc->decoder, r->dir, r->size, wl_read_fetch, r);
+        if (wl_pg_active(lc->decoder)) {
+            wl_lua_pg_feed_ctx x = {r, vm, c, NULL, 0};
+            wl_lua_protected(vm, "envoy_on_pg_message", wl_lua_pg_feed_thunk, &x);
+            /* Failed before decoding (no memory for the stack)? Decode anyway,
+             * without Lua, so the decoder stays in step with the stream. */
+            if (!x.fed) wl_lua_pg_feed(&x);
+        }
         return;
 #endif
 #ifdef WL_LUA_WITH_MYSQL

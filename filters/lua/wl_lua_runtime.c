@@ -91,13 +91,17 @@ static void wl_lua_report(wl_lua_vm *vm, int status, const char *what) {
     }
 }
 
-int wl_lua_protected(wl_lua_vm *vm, const char *what, wl_lua_thunk fn, void *ud) {
-    lua_State *L = vm->L;
-    if (!L) return -1;
+static void wl_lua_arm_budget(wl_lua_vm *vm) {
     int64_t budget = vm->budget * (vm->in_load ? WL_LUA_LOAD_BUDGET_FACTOR : 1);
     vm->budget_left = budget;
     vm->budget_hit = 0;
-    lua_sethook(L, wl_lua_budget_hook, LUA_MASKCOUNT, budget < HOOK_STEP ? (int)budget : HOOK_STEP);
+    lua_sethook(vm->L, wl_lua_budget_hook, LUA_MASKCOUNT, budget < HOOK_STEP ? (int)budget : HOOK_STEP);
+}
+
+int wl_lua_protected(wl_lua_vm *vm, const char *what, wl_lua_thunk fn, void *ud) {
+    lua_State *L = vm->L;
+    if (!L) return -1;
+    wl_lua_arm_budget(vm);
     int top = lua_gettop(L);
     wl_lua_call call = {fn, ud};
     lua_pushcfunction(L, wl_lua_trampoline); /* light C function: no allocation */
@@ -106,6 +110,16 @@ int wl_lua_protected(wl_lua_vm *vm, const char *what, wl_lua_thunk fn, void *ud)
     if (status != LUA_OK) wl_lua_report(vm, status, what);
     lua_settop(L, top);
     lua_sethook(L, NULL, 0, 0);
+    return status;
+}
+
+int wl_lua_call_callback(wl_lua_vm *vm, int nargs, const char *what) {
+    lua_State *L = vm->L;
+    int base = lua_gettop(L) - nargs - 1;
+    wl_lua_arm_budget(vm); /* each callback gets its own budget */
+    int status = lua_pcall(L, nargs, 0, 0);
+    if (status != LUA_OK) wl_lua_report(vm, status, what);
+    lua_settop(L, base);
     return status;
 }
 
@@ -220,6 +234,43 @@ static int64_t wl_lua_int_field(lua_State *L, int tbl, const char *key, int64_t 
     return v;
 }
 
+/* envoy_pg_message_types = { client = "QPBES", server = "CEZ" }: call
+ * envoy_on_pg_message only for these message types (other kinds: startup,
+ * SSL negotiation, errors, are always delivered). Absent: every message. */
+static void wl_lua_read_pg_types(lua_State *L, wl_lua_vm *vm) {
+    static const char *const sides[2] = {"client", "server"}; /* indexed by wl_dir */
+    memset(vm->pg_want, 1, sizeof vm->pg_want);
+    vm->pg_filtered = 0;
+    int t = lua_getglobal(L, "envoy_pg_message_types");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (t != LUA_TTABLE)
+        luaL_error(L, "envoy_pg_message_types must be a table like { client = \"QPBES\", server = \"CEZ\" }");
+    vm->pg_filtered = 1;
+    memset(vm->pg_want, 0, sizeof vm->pg_want);
+    for (int d = 0; d < 2; d++) {
+        int vt = lua_getfield(L, -1, sides[d]);
+        if (vt == LUA_TSTRING) {
+            size_t n;
+            const char *types = lua_tolstring(L, -1, &n);
+            for (size_t i = 0; i < n; i++) vm->pg_want[d][(uint8_t)types[i]] = 1;
+        } else if (vt != LUA_TNIL) {
+            luaL_error(L, "envoy_pg_message_types.%s must be a string of message type letters", sides[d]);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!k || (strcmp(k, "client") != 0 && strcmp(k, "server") != 0))
+            luaL_error(L, "envoy_pg_message_types: keys are \"client\" and \"server\"");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* Runs protected: parse the configuration, load and run the script. */
 static void wl_lua_setup(lua_State *L, void *ud) {
     wl_lua_vm *vm = ud;
@@ -255,6 +306,7 @@ static void wl_lua_setup(lua_State *L, void *ud) {
     if (vm->protocol != WL_LUA_TCP) vm->m_decoder_errors = wl_counter("lua.%s.decoder_errors", vm->stat_prefix);
 
     wl_lua_open_api(L);
+    wl_lua_proto_open(L);
     lua_getglobal(L, "wirelab");
     lua_getfield(L, cfg, "settings");
     if (lua_isnil(L, -1)) {
@@ -287,6 +339,7 @@ static void wl_lua_setup(lua_State *L, void *ud) {
                        lua_typename(L, t));
         lua_pop(L, 1);
     }
+    wl_lua_read_pg_types(L, vm);
     lua_settop(L, 0);
 }
 
@@ -394,6 +447,28 @@ static void wl_lua_buffer_expire(wl_lua_vm *vm, int server) {
     lua_pop(L, 1);
 }
 
+#ifdef WL_LUA_PROFILE
+/* Profiling build (-DWL_LUA_PROFILE): time spent in wl_on_data, reads and
+ * decoded messages, as counters lua.<prefix>.profile_{ns,reads,messages}. */
+uint64_t wl_lua_profile_messages;
+static void wl_lua_on_data(wl_conn *c, wl_read *r);
+void wl_on_data(wl_conn *c, wl_read *r) {
+    static wl_metric ns = WL_METRIC_INVALID, reads, msgs;
+    wl_lua_vm *vm = c->plugin ? c->plugin->state : NULL;
+    if (vm && ns == WL_METRIC_INVALID) {
+        ns = wl_counter("lua.%s.profile_ns", vm->stat_prefix);
+        reads = wl_counter("lua.%s.profile_reads", vm->stat_prefix);
+        msgs = wl_counter("lua.%s.profile_messages", vm->stat_prefix);
+    }
+    uint64_t m0 = wl_lua_profile_messages, t0 = wl_now_ns();
+    wl_lua_on_data(c, r);
+    wl_batch_add(ns, (int64_t)(wl_now_ns() - t0));
+    wl_batch_add(reads, 1);
+    wl_batch_add(msgs, (int64_t)(wl_lua_profile_messages - m0));
+}
+#define wl_on_data wl_lua_on_data
+static
+#endif
 void wl_on_data(wl_conn *c, wl_read *r) {
     wl_lua_vm *vm = wl_lua_vm_for(c);
     if (!vm) return;

@@ -105,6 +105,9 @@ def build_runtime(force: bool = False) -> Path:
     runtime_srcs += decoders
     inc = [lua_runtime_dir(), paths.sdk_dir(), paths.protocols_dir(), lua_dir]
     runtime_flags = [*COMPILE_FLAGS, "-std=c11", "-Wall", *defines, *(f"-I{d}" for d in inc)]
+    # Extra flags for experiments, e.g. WIRELAB_LUA_CFLAGS=-DWL_LUA_PROFILE (a
+    # profiling runtime: lua.<prefix>.profile_{ns,reads,messages} counters).
+    runtime_flags += os.environ.get("WIRELAB_LUA_CFLAGS", "").split()
     lua_flags = [*COMPILE_FLAGS, "-std=gnu99"]
     tag = _obj_cache() / "c_longjmp_tag.s"
     if not tag.is_file() or tag.read_text() != EH_TAG_ASM:
