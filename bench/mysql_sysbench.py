@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/mysql_sysbench.py [--test oltp_point_select] [--runs 5]
         [--seconds 5] [--threads 4] [--table-size 10000] [--filter filters/mysql]
+        [--config '{"metrics_flush_ms": 100}']
 
 Starts a plaintext MariaDB, prepares the sysbench table once (directly, not
 through Envoy), then runs `sysbench <test> run` alternately through both Envoys
@@ -11,6 +12,7 @@ through Envoy), then runs `sysbench <test> run` alternately through both Envoys
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads")
     ap.add_argument("--filter", action="append", default=None,
                     help="filter project or .wasm (repeatable; default filters/mysql)")
+    ap.add_argument("--config", type=json.loads, default=None,
+                    help="JSON merged over the filter projects' plugin config")
     args = ap.parse_args(argv)
     if not shutil.which("sysbench"):
         print("sysbench is not installed: apt-get install sysbench", file=sys.stderr)
@@ -61,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             ]
 
         result = compare((my.host, my.port), filters, command, sysbench_tps,
-                         runs=args.runs, warmup=args.warmup, concurrency=args.concurrency)
-    print(f"RESULT {args.test} threads={args.threads} ratio={result.ratio:.3f}")
+                         runs=args.runs, warmup=args.warmup, concurrency=args.concurrency,
+                         filter_config=args.config)
+    config = f" config={json.dumps(args.config)}" if args.config else ""
+    print(f"RESULT {args.test} threads={args.threads}{config} ratio={result.ratio:.3f}")
     return 0
 
 

@@ -55,6 +55,8 @@ class Run:
     index: int    # 0-based measured run number (warm-up runs are -1)
     value: float  # throughput parsed from the command's output
     envoy_cpu_us: float = 0.0  # Envoy CPU (user + system) per operation, microseconds
+    envoy_user_us: float = 0.0  # the user-space part (filters run there; the kernel's
+    #                             socket work, the noisiest part, does not)
 
 
 @dataclass
@@ -69,9 +71,10 @@ class Result:
     def median(self, variant: str) -> float:
         return statistics.median(self.values(variant))
 
-    def cpu_median(self, variant: str) -> float:
+    def cpu_median(self, variant: str, user_only: bool = False) -> float:
         return statistics.median(
-            r.envoy_cpu_us for r in self.runs if r.variant == variant and r.index >= 0)
+            r.envoy_user_us if user_only else r.envoy_cpu_us
+            for r in self.runs if r.variant == variant and r.index >= 0)
 
     @property
     def ratio(self) -> float:
@@ -157,28 +160,32 @@ def compare(
         for i in range(-warmup, runs):
             order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
             for variant in order:
-                cpu0, t0 = _cpu(procs[variant]), time.monotonic()
+                (user0, sys0), t0 = _cpu(procs[variant]), time.monotonic()
                 value = parse(_run_once(command(ports[variant]), env, timeout))
-                cpu, wall = _cpu(procs[variant]) - cpu0, time.monotonic() - t0
-                per_op = cpu / max(value * wall, 1e-9) * 1e6
-                result.runs.append(Run(variant, max(i, -1), value, per_op))
+                (user1, sys1), wall = _cpu(procs[variant]), time.monotonic() - t0
+                ops = max(value * wall, 1e-9)
+                per_op = (user1 - user0 + sys1 - sys0) / ops * 1e6
+                user_op = (user1 - user0) / ops * 1e6
+                result.runs.append(Run(variant, max(i, -1), value, per_op, user_op))
                 tag = "warm-up" if i < 0 else f"run {i + 1}"
                 out(f"  {tag:8} {variant:9} {value:12.1f} {unit}   "
-                    f"Envoy CPU {per_op:7.2f} us/op")
+                    f"Envoy CPU {per_op:7.2f} us/op (user {user_op:6.2f})")
     out(f"median baseline (tcp_proxy)     {result.median('baseline'):12.1f} {unit}  "
         f"{_fmt(result.values('baseline'))}")
     out(f"median filtered (+filters)      {result.median('filtered'):12.1f} {unit}  "
         f"{_fmt(result.values('filtered'))}")
     out(f"Envoy CPU per op (median)       baseline {result.cpu_median('baseline'):.2f} us, "
-        f"filtered {result.cpu_median('filtered'):.2f} us")
+        f"filtered {result.cpu_median('filtered'):.2f} us; user-space only: baseline "
+        f"{result.cpu_median('baseline', True):.2f} us, "
+        f"filtered {result.cpu_median('filtered', True):.2f} us")
     out(f"ratio filtered / baseline       {result.ratio:12.3f}")
     return result
 
 
-def _cpu(proc: psutil.Process) -> float:
-    """CPU seconds (user + system) of the process and its threads so far."""
+def _cpu(proc: psutil.Process) -> tuple[float, float]:
+    """CPU seconds (user, system) of the process and its threads so far."""
     t = proc.cpu_times()
-    return t.user + t.system
+    return t.user, t.system
 
 
 def _fmt(values: list[float]) -> str:

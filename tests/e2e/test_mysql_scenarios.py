@@ -49,17 +49,20 @@ def _require_mariadb() -> None:
         pytest.skip(f"MariaDB is absent: {exc}")
 
 
-def _lab(**kwargs: Any) -> Any:
+def _lab(flush_ms: int = 0, **kwargs: Any) -> Any:
     from wirelab.harness import Lab
 
     _require_mariadb()
     return Lab(mysql=True, filters=[ROOT / "filters" / "mysql"],
-               filter_config={"stat_prefix": "app"}, **kwargs)
+               filter_config={"stat_prefix": "app", "metrics_flush_ms": flush_ms}, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Any]:
-    with _lab() as lab:
+# The filter's two ways of reporting counters: every callback (default), or
+# deferred and flushed every 100 ms and when a connection ends. Both must give
+# the same numbers.
+@pytest.fixture(scope="module", params=[0, 100], ids=["flush-per-callback", "flush-100ms"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
+    with _lab(request.param) as lab:
         conn = pymysql.connect(**lab.mysql_kwargs(direct=True), autocommit=True)
         with conn.cursor() as cur:
             for table in ("cli", "pm", "prep", "loaded"):
@@ -386,6 +389,36 @@ def test_database_and_user_tags_become_labels(lab: Any) -> None:
                  if s.name == "mysql_statements" and s.labels.get("verb") == "select"
                  and s.labels.get("user") == my.user and s.labels["stat_prefix"] == "tagged"}
         assert found == {(my.database, 1.0), ("mysql", 2.0)}
+
+
+# ---------------------------------------------------------------- deferred counters
+
+def test_deferred_counters_arrive_when_the_connection_ends(lab: Any) -> None:
+    """metrics_flush_ms: counters wait in the filter, the gauge does not; a
+    connection's end flushes them. 60 s is longer than this test's Envoy lives,
+    so nothing but the connection end can have flushed them."""
+    from wirelab.envoy import EnvoyProcess, ListenerSpec
+    from wirelab.harness.filters import resolve_filter
+
+    spec = resolve_filter(ROOT / "filters" / "mysql",
+                          {"stat_prefix": "lazy", "metrics_flush_ms": 60000}).spec
+    my = lab.mysql
+    with EnvoyProcess([ListenerSpec("mysql", (my.host, my.port), [spec])]) as envoy:
+        conn = pymysql.connect(**my.connect_kwargs(port=envoy.port("mysql")), autocommit=True)
+        with conn.cursor() as cur:
+            for _ in range(3):
+                cur.execute("SELECT 1")
+        envoy.stats.wait_for("mysql.lazy.sessions_active", 1)
+        snap = envoy.stats.snapshot()
+        assert snap.counter("mysql.lazy.statements.verb=select") == 0
+        assert snap.counter("mysql.lazy.sessions") == 0
+        conn.close()
+        envoy.stats.wait_for("mysql.lazy.sessions_active", 0)
+        snap = envoy.stats.snapshot()
+        assert snap.counter("mysql.lazy.statements.verb=select") == 3
+        assert snap.counter("mysql.lazy.statements.verb=other") == 1  # SET NAMES
+        assert snap.counter("mysql.lazy.sessions") == 1
+        assert snap.counter("mysql.lazy.commands.command=quit") == 1
 
 
 # ---------------------------------------------------------------- TLS
