@@ -393,32 +393,47 @@ def test_database_and_user_tags_become_labels(lab: Any) -> None:
 
 # ---------------------------------------------------------------- deferred counters
 
-def test_deferred_counters_arrive_when_the_connection_ends(lab: Any) -> None:
-    """metrics_flush_ms: counters wait in the filter, the gauge does not; a
-    connection's end flushes them. 60 s is longer than this test's Envoy lives,
-    so nothing but the connection end can have flushed them."""
+def test_deferred_counters_arrive_at_connection_end_or_tick(lab: Any) -> None:
+    """metrics_flush_ms: counters wait in the filter, the gauge does not.
+
+    Listener `lazy` (60 s, longer than this Envoy lives): only the connection's
+    end can flush them. Listener `tick` (200 ms): they arrive while the
+    connection is still open and idle (the tick)."""
     from wirelab.envoy import EnvoyProcess, ListenerSpec
     from wirelab.harness.filters import resolve_filter
 
-    spec = resolve_filter(ROOT / "filters" / "mysql",
-                          {"stat_prefix": "lazy", "metrics_flush_ms": 60000}).spec
+    def spec(prefix: str, flush_ms: int) -> Any:
+        return resolve_filter(ROOT / "filters" / "mysql",
+                              {"stat_prefix": prefix, "metrics_flush_ms": flush_ms}).spec
+
     my = lab.mysql
-    with EnvoyProcess([ListenerSpec("mysql", (my.host, my.port), [spec])]) as envoy:
-        conn = pymysql.connect(**my.connect_kwargs(port=envoy.port("mysql")), autocommit=True)
-        with conn.cursor() as cur:
-            for _ in range(3):
-                cur.execute("SELECT 1")
-        envoy.stats.wait_for("mysql.lazy.sessions_active", 1)
+    upstream = (my.host, my.port)
+    with EnvoyProcess([ListenerSpec("lazy", upstream, [spec("lazy", 60000)]),
+                       ListenerSpec("tick", upstream, [spec("tick", 200)])]) as envoy:
+        conns = {}
+        for name in ("lazy", "tick"):
+            conns[name] = pymysql.connect(**my.connect_kwargs(port=envoy.port(name)),
+                                          autocommit=True)
+            with conns[name].cursor() as cur:
+                for _ in range(3):
+                    cur.execute("SELECT 1")
+            envoy.stats.wait_for(f"mysql.{name}.sessions_active", 1)
+        # idle connections: the tick flushes one listener's counters
+        envoy.stats.wait_for("mysql.tick.statements.verb=select", 3)
         snap = envoy.stats.snapshot()
+        assert snap.counter("mysql.tick.statements.verb=other") == 1  # SET NAMES
+        assert snap.counter("mysql.tick.sessions") == 1
         assert snap.counter("mysql.lazy.statements.verb=select") == 0
         assert snap.counter("mysql.lazy.sessions") == 0
-        conn.close()
+        conns["lazy"].close()
         envoy.stats.wait_for("mysql.lazy.sessions_active", 0)
         snap = envoy.stats.snapshot()
         assert snap.counter("mysql.lazy.statements.verb=select") == 3
-        assert snap.counter("mysql.lazy.statements.verb=other") == 1  # SET NAMES
+        assert snap.counter("mysql.lazy.statements.verb=other") == 1
         assert snap.counter("mysql.lazy.sessions") == 1
         assert snap.counter("mysql.lazy.commands.command=quit") == 1
+        conns["tick"].close()
+        envoy.stats.wait_for("mysql.tick.commands.command=quit", 1)
 
 
 # ---------------------------------------------------------------- TLS
