@@ -13,6 +13,7 @@ typedef struct {
     uint8_t what;   /* Q_* */
     uint8_t hint;   /* wl_pg_cmd guessed from the SQL */
     uint8_t failed; /* simple query: an error already ended it */
+    uint8_t active; /* Q_SYNC: Parse/Bind/Describe/Execute since the previous Sync */
     uint8_t sql_len;
     char sql[PGF_SQL_KEEP];
 } pending;
@@ -37,6 +38,9 @@ typedef struct {
     uint8_t rollback_pending;
     uint8_t copy_dir;      /* 'G', 'H', 'W' while a COPY runs */
     uint8_t overflowed;    /* queue overflowed: no latency until it drains */
+    uint8_t group_active;  /* client: Parse/Bind/Describe/Execute since the last Sync */
+    uint8_t cycle_begin;   /* server: a BEGIN completed since the last ReadyForQuery */
+    uint8_t cycle_error;   /* server: an ErrorResponse since the last ReadyForQuery */
     uint32_t db_tag, user_tag;
     uint64_t txn_start_ns, rollback_ns, last_done_ns;
 
@@ -56,7 +60,7 @@ WL_CONN_STATE(pg_conn)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-#define CNT(c, id, n) wl_batch_add((c)->p->counters[PG_##id], (int64_t)(n))
+#define CNT(c, id, n) pgm_add((c)->p, (c)->p->counters[PG_##id], (int64_t)(n))
 
 static uint32_t name_hash(wl_pg_str s) {
     uint32_t h = 2166136261u;
@@ -82,7 +86,7 @@ static const wl_metric *tagged(pg_conn *c) { return pgm_tagged(c->p, c->db_tag, 
 
 static void tagged_add(pg_conn *c, int id, uint64_t n) {
     const wl_metric *t = tagged(c);
-    if (t) wl_batch_add(t[id], (int64_t)n);
+    if (t) pgm_add(c->p, t[id], (int64_t)n);
 }
 
 /* ---- the statement queue --------------------------------------------------------- */
@@ -192,6 +196,7 @@ static void on_command_complete(pg_conn *c, const wl_pg_event *ev) {
 
     switch (kind) {
     case WL_PG_CMD_BEGIN:
+        c->cycle_begin = 1;
         resolve_rollback(c);
         if (!c->txn) {
             c->txn = 1;
@@ -212,10 +217,6 @@ static void on_command_complete(pg_conn *c, const wl_pg_event *ev) {
         }
         break;
     default:
-        if (!c->txn) { /* an implicit, single-statement transaction */
-            CNT(c, TRANSACTIONS, 1);
-            CNT(c, TRANSACTIONS_COMMIT, 1);
-        }
         break;
     }
     statement_done(c, 1, kind);
@@ -230,12 +231,13 @@ static void on_error(pg_conn *c, const wl_pg_event *ev) {
     else if (str_is(sev, "FATAL")) CNT(c, ERRORS_FATAL, 1);
     else if (str_is(sev, "PANIC")) CNT(c, ERRORS_PANIC, 1);
     else CNT(c, ERRORS_UNKNOWN, 1);
-    wl_batch_add(pgm_error_class(c->p, state), 1);
+    pgm_add(c->p, pgm_error_class(c->p, state), 1);
     if (!c->ready) {
         CNT(c, LOGIN_FAILURES, 1);
-        wl_batch_add(pgm_login_failure(c->p, state), 1);
+        pgm_add(c->p, pgm_login_failure(c->p, state), 1);
         return;
     }
+    c->cycle_error = 1;
     pending *e = q_statement(c);
     if (!e) return; /* e.g. a Parse error with no Execute queued, or a server shutdown */
     if (e->what == Q_EXEC) {
@@ -264,6 +266,27 @@ static void on_ready(pg_conn *c, uint8_t status) {
         c->ready = 1;
         wl_batch_add(c->p->gauges[PG_SESSIONS_ACTIVE], 1);
     }
+    /* Everything up to and including this Sync/Query/FunctionCall is done.
+     * Did the client send anything that makes the server start a transaction
+     * (Query, FunctionCall, Parse, Bind, Describe, Execute)? After an
+     * overflow the queue cannot tell: assume so. */
+    uint8_t active = c->overflowed;
+    while (c->q_len) {
+        pending *e = q_at(c, 0);
+        uint8_t what = e->what;
+        active |= what != Q_SYNC || e->active;
+        q_pop(c);
+        if (what != Q_EXEC) break;
+    }
+    /* An implicit transaction: the server was idle before this cycle and is
+     * idle after it, and no BEGIN ran in between. It commits unless an error
+     * ended it (as PostgreSQL's xact_commit / xact_rollback count). */
+    if (active && !c->in_block && status == 'I' && !c->cycle_begin) {
+        CNT(c, TRANSACTIONS, 1);
+        if (c->cycle_error) CNT(c, TRANSACTIONS_ROLLBACK, 1);
+        else CNT(c, TRANSACTIONS_COMMIT, 1);
+    }
+    c->cycle_begin = c->cycle_error = 0;
     if (c->rollback_pending) {
         if (status == 'I') txn_end(c, 0, c->rollback_ns);
         else c->rollback_pending = 0; /* it was ROLLBACK TO SAVEPOINT */
@@ -273,12 +296,6 @@ static void on_ready(pg_conn *c, uint8_t status) {
     if (block != c->in_block) {
         wl_batch_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], block ? 1 : -1);
         c->in_block = block;
-    }
-    /* Everything up to and including this Sync/Query/FunctionCall is done. */
-    while (c->q_len) {
-        uint8_t what = q_at(c, 0)->what;
-        q_pop(c);
-        if (what != Q_EXEC) break;
     }
     if (!c->q_len) c->overflowed = 0;
     c->last_done_ns = c->now;
@@ -313,6 +330,7 @@ static void on_client_message(pg_conn *c, const wl_pg_event *ev) {
     }
     case 'P': {
         CNT(c, EXTENDED_PARSE, 1);
+        c->group_active = 1;
         wl_pg_cmd hint = classify(c, ev->u.query.sql);
         if (ev->u.query.name.len == 0) {
             c->unnamed_hint = (uint8_t)hint;
@@ -328,6 +346,7 @@ static void on_client_message(pg_conn *c, const wl_pg_event *ev) {
     }
     case 'B': {
         CNT(c, EXTENDED_BIND, 1);
+        c->group_active = 1;
         /* The portal's statement decides what the next Execute runs. */
         if (ev->u.bind.statement.len) {
             CNT(c, EXTENDED_BIND_NAMED, 1);
@@ -347,6 +366,7 @@ static void on_client_message(pg_conn *c, const wl_pg_event *ev) {
     }
     case 'E': {
         CNT(c, EXTENDED_EXECUTE, 1);
+        c->group_active = 1;
         pending *e = q_push(c, Q_EXEC);
         if (e) {
             e->hint = c->unnamed_hint;
@@ -355,15 +375,21 @@ static void on_client_message(pg_conn *c, const wl_pg_event *ev) {
         }
         break;
     }
-    case 'S':
-        q_push(c, Q_SYNC);
+    case 'D': /* Describe: the server starts a transaction for it too */
+        c->group_active = 1;
         break;
+    case 'S': {
+        pending *e = q_push(c, Q_SYNC);
+        if (e) e->active = c->group_active;
+        c->group_active = 0;
+        break;
+    }
     case 'F':
         CNT(c, FUNCTION_CALLS, 1);
         q_push(c, Q_FUNC);
         break;
     case 'd':
-        wl_batch_add(c->p->copy_bytes[WL_DIR_CLIENT], (int64_t)ev->length - 4);
+        pgm_add(c->p, c->p->copy_bytes[WL_DIR_CLIENT], (int64_t)ev->length - 4);
         break;
     case 'X':
         if (c->txn) txn_end(c, 0, c->now); /* contrib: Terminate inside a transaction */
@@ -398,7 +424,7 @@ static void on_server_message(pg_conn *c, const wl_pg_event *ev) {
     case 'G': CNT(c, COPY_IN, 1); c->copy_dir = 'G'; break;
     case 'H': CNT(c, COPY_OUT, 1); c->copy_dir = 'H'; break;
     case 'W': CNT(c, COPY_BOTH, 1); c->copy_dir = 'W'; break;
-    case 'd': wl_batch_add(c->p->copy_bytes[WL_DIR_SERVER], (int64_t)ev->length - 4); break;
+    case 'd': pgm_add(c->p, c->p->copy_bytes[WL_DIR_SERVER], (int64_t)ev->length - 4); break;
     default: break;
     }
 }
@@ -469,18 +495,28 @@ void wl_on_new_connection(wl_conn *conn) {
 
 void wl_on_data(wl_conn *conn, wl_read *read) {
     pg_conn *c = conn->state;
-    wl_batch_add(c->p->bytes[read->dir], (int64_t)read->size);
-    if (!wl_pg_active(&c->dec) || read->size == 0) return;
+    pg_plugin *p = c->p;
+    if (!wl_pg_active(&c->dec) || read->size == 0) {
+        wl_batch_add(p->bytes[read->dir], (int64_t)read->size); /* no clock read to defer against */
+        return;
+    }
+    pgm_add(p, p->bytes[read->dir], (int64_t)read->size);
     c->now = wl_now_ns();
     wl_pg_feed(&c->dec, read->dir, read->size, wl_read_fetch, read);
+    if (p->n_defer && c->now - p->last_flush >= p->flush_ns) pgm_flush(p, c->now);
 }
 
 void wl_on_connection_end(wl_conn *conn) {
     pg_conn *c = conn->state;
-    if (c->txn) {
-        c->now = wl_now_ns();
-        txn_end(c, 0, c->now); /* the server rolls back an open transaction */
-    }
+    c->now = wl_now_ns();
+    if (c->txn) txn_end(c, 0, c->now); /* the server rolls back an open transaction */
+    /* a closed connection's counts are all visible once sessions_active drops */
+    if (c->p->n_defer) pgm_flush(c->p, c->now);
     if (c->ready) wl_batch_add(c->p->gauges[PG_SESSIONS_ACTIVE], -1);
     if (c->in_block) wl_batch_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], -1);
+}
+
+void wl_on_tick(wl_plugin *plugin) {
+    pg_plugin *p = plugin->state;
+    if (p->n_defer) pgm_flush(p, wl_now_ns());
 }

@@ -17,6 +17,9 @@
 #define PGF_MAX_TAG_VALUES 32
 #define PGF_TAG_LEN 48
 
+/* Counters deferred across callbacks (metrics_flush_ms > 0). */
+#define PGF_DEFER_SLOTS 64
+
 #define PGF_N_CLASSES 43
 #define PGF_N_LOGIN_CODES 8
 
@@ -26,6 +29,15 @@ typedef struct {
     uint32_t slow_log_sql_bytes;
     int tag_database, tag_user;
     uint32_t max_values;
+    /* metrics_flush_ms > 0: counter deltas wait here, across callbacks, and
+     * reach Envoy at most every flush_ns (on the tick, and when a connection
+     * ends): one host call per counter per interval instead of per callback. */
+    uint64_t flush_ns, last_flush;
+    uint32_t n_defer;
+    struct {
+        wl_metric id;
+        int64_t delta;
+    } defer[PGF_DEFER_SLOTS];
 
     wl_metric counters[PG_N_COUNTERS];
     wl_metric gauges[PG_N_GAUGES];
@@ -48,6 +60,10 @@ typedef struct {
 int pgm_configure(wl_plugin *plugin, pg_plugin *p);
 wl_metric pgm_error_class(const pg_plugin *p, const char *sqlstate);
 wl_metric pgm_login_failure(const pg_plugin *p, const char *sqlstate);
+/* A counter delta: into the callback's batch, or deferred (metrics_flush_ms). */
+void pgm_add(pg_plugin *p, wl_metric id, int64_t delta);
+/* Hand the deferred counter deltas to the callback's batch. */
+void pgm_flush(pg_plugin *p, uint64_t now);
 /* Index of a tag value (0 = other), registering new ones up to the cap. */
 uint32_t pgm_tag_index(pg_plugin *p, int user, const char *value, size_t len);
 /* The tagged metrics of a (db, user) pair; NULL when tags are off. */

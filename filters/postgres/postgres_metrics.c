@@ -32,6 +32,16 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
     p->slow_threshold_us = (uint64_t)slow * 1000u;
     p->slow_log_sql_bytes = (uint32_t)(sql_bytes > PGF_SQL_KEEP ? PGF_SQL_KEEP : sql_bytes);
     p->max_values = (uint32_t)(max_values > PGF_MAX_TAG_VALUES ? PGF_MAX_TAG_VALUES : max_values);
+    int64_t flush_ms = wl_config_int(plugin, "metrics_flush_ms", 0);
+    if (flush_ms < 0 || flush_ms > 60000) {
+        wl_error("postgres filter: metrics_flush_ms must be between 0 and 60000, not %lld",
+                 (long long)flush_ms);
+        return 0;
+    }
+    if (p->n_defer) pgm_flush(p, wl_now_ns()); /* a reconfigure keeps earlier counts */
+    p->flush_ns = (uint64_t)flush_ms * 1000000u;
+    p->last_flush = wl_now_ns();
+    wl_set_tick_ms((uint32_t)flush_ms);
     p->tag_database = wl_config_bool(plugin, "tags.database", 0);
     p->tag_user = wl_config_bool(plugin, "tags.user", 0);
 
@@ -65,6 +75,30 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
     strcpy(p->user_values[0], "other");
     p->n_db = p->n_user = 0;
     return 1;
+}
+
+void pgm_flush(pg_plugin *p, uint64_t now) {
+    for (uint32_t i = 0; i < p->n_defer; i++) wl_batch_add(p->defer[i].id, p->defer[i].delta);
+    p->n_defer = 0;
+    p->last_flush = now;
+}
+
+void pgm_add(pg_plugin *p, wl_metric id, int64_t delta) {
+    if (!p->flush_ns) {
+        wl_batch_add(id, delta);
+        return;
+    }
+    if (id == WL_METRIC_INVALID || delta == 0) return;
+    for (uint32_t i = 0; i < p->n_defer; i++) {
+        if (p->defer[i].id == id) {
+            p->defer[i].delta += delta;
+            return;
+        }
+    }
+    if (p->n_defer == PGF_DEFER_SLOTS) pgm_flush(p, p->last_flush);
+    p->defer[p->n_defer].id = id;
+    p->defer[p->n_defer].delta = delta;
+    p->n_defer++;
 }
 
 wl_metric pgm_error_class(const pg_plugin *p, const char *sqlstate) {

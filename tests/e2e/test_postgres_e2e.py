@@ -149,9 +149,12 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             assert c("rows_affected") == other_rows == 10 + 3 + 1 + 1 + 1 + 3 + 20
             assert c("statements_insert") == 15 and c("statements_select") == 4
             assert c("statements_other") == 8
-            # explicit: one COMMIT, one ROLLBACK; implicit: the 22 statements
-            # outside a transaction block (DEALLOCATE ALL included)
-            assert c("transactions_commit") == 1 + 22 and c("transactions_rollback") == 1
+            # explicit: one COMMIT, one ROLLBACK. Implicit (one per simple Query or
+            # Sync, as PostgreSQL counts them): CREATE, 10 INSERTs plus the Parse +
+            # Sync that prepares the INSERT at its 4th run (prepare_threshold=3),
+            # 3 SELECTs, UPDATE, DELETE, DEALLOCATE ALL, the pipeline (one Sync),
+            # COPY, DROP: 21 committed; SELECT 1/0 rolled back.
+            assert c("transactions_commit") == 1 + 21 and c("transactions_rollback") == 1 + 1
             assert c("errors_by_class.class=22") == 1
             assert c("login_failures_by_sqlstate.sqlstate=28P01") == 1
             assert c("sessions_encrypted") == 1 and c("sessions_unencrypted") == 1

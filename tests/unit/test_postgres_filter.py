@@ -88,10 +88,12 @@ EXPECTED: dict[str, dict[str, int]] = {
     },
     # SELECT 1/0 (22012), missing table (42P01), syntax error (42601); DO with a
     # NOTICE and a WARNING; LISTEN, NOTIFY (one NotificationResponse); SELECT 1.
+    # Seven implicit transactions: the three that failed rolled back.
     "errors_notices": {
         **SESSION, "simple_queries": 7, "statements_parsed": 7, "statements": 4,
-        "statements_select": 1, "statements_other": 3, "transactions": 4,
-        "transactions_commit": 4, "rows_returned": 1, "errors": 3, "errors_error": 3,
+        "statements_select": 1, "statements_other": 3, "transactions": 7,
+        "transactions_commit": 4, "transactions_rollback": 3, "rows_returned": 1,
+        "errors": 3, "errors_error": 3,
         "errors_by_class.class=22": 1, "errors_by_class.class=42": 2, "notices": 2,
         "notices_notice": 1, "notices_warning": 1, "notifications": 1,
         **latency(select=3, other=4),
@@ -106,13 +108,15 @@ EXPECTED: dict[str, dict[str, int]] = {
     },
     # CREATE (simple); SELECT x6 with prepare_threshold=2 (2 unnamed Parses, then a
     # named one reused 4 times); INSERT, then 3 INSERTs + 1 SELECT in a pipeline
-    # (INSERT: 2 unnamed Parses, 1 named, reused once). 11 Executes.
+    # (INSERT: 2 unnamed Parses, 1 named, reused once). 11 Executes. Implicit
+    # transactions, one per Sync cycle as PostgreSQL counts them: CREATE, 6 SELECTs,
+    # the SELECT's named Parse + Sync, the INSERT, the pipeline (one Sync): 10.
     "psycopg_extended": {
         **SESSION, "simple_queries": 1, "statements_parsed": 8, "extended_parse": 7,
         "extended_parse_named": 2, "extended_bind": 11, "extended_bind_named": 6,
         "extended_execute": 11, "statements": 12, "statements_select": 7,
-        "statements_insert": 4, "statements_other": 1, "transactions": 12,
-        "transactions_commit": 12, "rows_returned": 9, "rows_affected": 4,
+        "statements_insert": 4, "statements_other": 1, "transactions": 10,
+        "transactions_commit": 10, "rows_returned": 9, "rows_affected": 4,
         **latency(ddl=1, select=7, insert=4),
     },
     # CREATE (simple); prepared SELECT fetched 3 times with a row limit (3
@@ -140,10 +144,12 @@ EXPECTED: dict[str, dict[str, int]] = {
         "connections": 1, "ssl_requests": 1, "sessions": 1, "sessions_encrypted": 1,
     },
     # SELECT pg_sleep(5) cancelled after 0.3 s through a CancelRequest on a second
-    # connection; the query fails with 57014 (slow: above 200 ms).
+    # connection; the query fails with 57014 (slow: above 200 ms): its implicit
+    # transaction rolls back.
     "cancel_request": {
         "connections": 2, "sessions": 1, "sessions_unencrypted": 1, "cancel_requests": 1,
         "simple_queries": 1, "statements_parsed": 1, "errors": 1, "errors_error": 1,
+        "transactions": 1, "transactions_rollback": 1,
         "errors_by_class.class=57": 1, "slow_statements": 1, **latency(select=1),
     },
 }
@@ -164,7 +170,10 @@ EXPECTED["pgbench_extended"] = {  # every statement: unnamed Parse, Bind, Execut
     "extended_bind": 21, "extended_execute": 21,
 }
 EXPECTED["pgbench_prepared"] = {  # 7 named Parses once, then Bind/Execute only
-    **_PGBENCH, "simple_queries": 2, "statements_parsed": 9, "extended_parse": 7,
+    # BEGIN's Parse + Sync comes before the first BEGIN: an implicit transaction
+    # of its own (the other Parses come inside the transaction)
+    **_PGBENCH, "transactions": 6, "transactions_commit": 6, "simple_queries": 2,
+    "statements_parsed": 9, "extended_parse": 7,
     "extended_parse_named": 7, "extended_bind": 21, "extended_bind_named": 21,
     "extended_execute": 21,
 }
@@ -480,7 +489,9 @@ def test_multi_statement_query_and_deep_pipeline(wasm: Path) -> None:
     conn.close()
     s = nonzero(host)
     assert s["statements"] == 44 and s["statements_update"] == 40
-    assert s["transactions"] == 1 + 40 + 1 and s["transactions_commit"] == 42
+    # BEGIN..COMMIT; the 40 Executes before one Sync are one implicit
+    # transaction (as PostgreSQL counts it); SELECT 1 another.
+    assert s["transactions"] == 3 and s["transactions_commit"] == 3
     assert s["rows_affected"] == 41 and s["rows_returned"] == 1
     assert s["extended_bind_named"] == 40 and s["extended_execute"] == 40
     assert {k: v for k, v in s.items() if k.startswith("statement_latency")} == latency(
