@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                          runs=args.runs, warmup=args.warmup, concurrency=args.concurrency,
                          filter_config=args.config)
     config = f" config={json.dumps(args.config)}" if args.config else ""
-    print(f"RESULT {args.test} threads={args.threads}{config} ratio={result.ratio:.3f}")
+    print(f"RESULT {args.test} threads={args.threads}{config} ratio={result.ratio:.3f} "
+          f"pair_ratio={result.pair_ratio:.3f}")
     return 0
 
 

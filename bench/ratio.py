@@ -80,6 +80,14 @@ class Result:
     def ratio(self) -> float:
         return self.median("filtered") / self.median("baseline")
 
+    @property
+    def pair_ratio(self) -> float:
+        """Median of filtered/baseline within each measured pair: the two runs of
+        a pair are seconds apart, so load that drifts over minutes cancels."""
+        base = {r.index: r.value for r in self.runs if r.variant == "baseline" and r.index >= 0}
+        filt = {r.index: r.value for r in self.runs if r.variant == "filtered" and r.index >= 0}
+        return statistics.median(filt[i] / base[i] for i in base if i in filt)
+
 
 def sysbench_tps(output: str) -> float:
     """`transactions: N (X per sec.)` from a sysbench 1.0 summary."""
@@ -178,7 +186,8 @@ def compare(
         f"filtered {result.cpu_median('filtered'):.2f} us; user-space only: baseline "
         f"{result.cpu_median('baseline', True):.2f} us, "
         f"filtered {result.cpu_median('filtered', True):.2f} us")
-    out(f"ratio filtered / baseline       {result.ratio:12.3f}")
+    out(f"ratio filtered / baseline       {result.ratio:12.3f}   "
+        f"(median of per-pair ratios {result.pair_ratio:.3f})")
     return result
 
 
