@@ -3,7 +3,10 @@
 Truth check: statement and row counters must equal what PostgreSQL's own
 pg_stat_statements recorded for the same workload, logins what
 pg_stat_database.sessions recorded, and the byte counters Envoy's tcp_proxy
-byte counts.
+byte counts. Commits and rollbacks must equal pg_stat_database's xact_commit /
+xact_rollback deltas of a database only the workload uses (pgbench in all
+three query modes, and a mixed workload of commits, rollbacks, errors inside
+and outside transactions, savepoints, pipelines and autocommit statements).
 """
 
 from __future__ import annotations
@@ -226,3 +229,225 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
                 envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 80)
                 # pg_stat_database.sessions saw pgbench's 3 logins, as the filter did.
                 assert c("sessions") == sessions == 3, mode
+
+
+# ---------------------------------------------------------------- transactions: pg_stat_database
+
+# The filter's transactions_commit / transactions_rollback against PostgreSQL's
+# own xact_commit / xact_rollback of a database that only the workload uses:
+# autovacuum is off (its workers' transactions would count there too), the
+# reader sits in another database (its own transactions count there, not in
+# `truth`; the test checks that two reads in a row agree), and every backend of
+# the workload has exited (backends flush their stats on exit) before a read.
+# PostgreSQL also counts one commit per login (InitPostgres reads the catalogs
+# in a transaction), which no wire message shows: that cost is measured in the
+# same run with a login that does nothing, and added per session the filter saw.
+
+TRUTH_DB = "truth"
+
+
+class Truth:
+    def __init__(self, lab, reader) -> None:
+        self.lab = lab
+        self.reader = reader
+
+    def info(self) -> dict:
+        return {**self.lab.pg_conninfo(), "dbname": TRUTH_DB, "sslmode": "disable",
+                "gssencmode": "disable"}
+
+    def env(self) -> dict[str, str]:
+        return {**self.lab.pg_env(), "PGDATABASE": TRUTH_DB, "PGSSLMODE": "disable",
+                "PGGSSENCMODE": "disable"}
+
+    def xacts(self) -> tuple[int, int]:
+        """(xact_commit, xact_rollback) of the truth database once its backends are gone."""
+        deadline = time.monotonic() + 15
+        while self.reader.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                  (TRUTH_DB,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "backends of the truth database linger"
+            time.sleep(0.02)
+        self.reader.execute("SELECT pg_stat_clear_snapshot()")
+        return self.reader.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                                   "WHERE datname = %s", (TRUTH_DB,)).fetchone()
+
+    def calls(self, dml_only: bool = False) -> int:
+        """Top-level pg_stat_statements calls in the truth database since the reset."""
+        where = ("AND upper(split_part(ltrim(query), ' ', 1)) "
+                 "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')") if dml_only else ""
+        return self.reader.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s AND s.toplevel "
+            + where, (TRUTH_DB,)).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def truth():
+    import subprocess
+
+    import psycopg
+
+    from wirelab.harness import Lab
+
+    with Lab(postgres=True, filters=[Path(__file__).resolve().parents[2] / "filters" / "postgres"],
+             filter_config={"stat_prefix": "truth", "slow_threshold_ms": 0}, tls=False) as lab:
+        if not lab.postgres.pg_stat_statements:
+            pytest.skip("this PostgreSQL build has no pg_stat_statements")
+        direct = {**lab.pg_conninfo(direct=True), "sslmode": "disable"}
+        with psycopg.connect(**direct, autocommit=True) as reader:
+            reader.execute(f"CREATE DATABASE {TRUTH_DB}")
+            reader.execute("ALTER SYSTEM SET autovacuum = off")
+            reader.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 10
+            while True:  # new backends start with the reloaded setting
+                with psycopg.connect(**direct) as probe:
+                    if probe.execute("SHOW autovacuum").fetchone()[0] == "off":
+                        break
+                assert time.monotonic() < deadline, "autovacuum = off did not take effect"
+                time.sleep(0.05)
+            with psycopg.connect(**{**direct, "dbname": TRUTH_DB}, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                conn.execute("CREATE TABLE mixed (id int PRIMARY KEY, v text)")
+            t = Truth(lab, reader)
+            subprocess.run(["pgbench", "-i", "-s", "1", "-q"],
+                           env={**t.env(), "PGPORT": str(lab.postgres.port)},
+                           check=True, capture_output=True, timeout=120)
+            yield t
+
+
+def _login_cost(t: Truth) -> int:
+    """Commits PostgreSQL counts for one login that runs nothing; and the
+    reader's own reads add none to the truth database."""
+    import psycopg
+
+    first = t.xacts()
+    assert t.xacts() == first  # reading costs the truth database nothing
+    psycopg.connect(**{**t.info(), "port": t.lab.postgres.port}).close()  # direct
+    after = t.xacts()
+    assert after[1] == first[1]
+    return after[0] - first[0]
+
+
+def _filter_deltas(t: Truth) -> dict[str, int]:
+    t.lab.stats.wait_for("postgres.truth.sessions_active", 0)
+    delta = t.lab.delta()
+    return {k: delta.get(f"postgres.truth.{k}", 0) for k in (
+        "transactions", "transactions_commit", "transactions_rollback", "sessions",
+        "statements", "statements_other")}
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
+def test_pgbench_transactions_match_pg_stat_database(truth: Truth, mode: str) -> None:
+    import subprocess
+
+    login = _login_cost(truth)
+    truth.reader.execute("SELECT pg_stat_statements_reset()")
+    before = truth.xacts()
+    truth.lab.mark()
+    subprocess.run(["pgbench", "-n", "-c", "2", "-j", "1", "-t", "20", "-M", mode],
+                   env=truth.env(), check=True, capture_output=True, timeout=120)
+    commit, rollback = (a - b for a, b in zip(truth.xacts(), before, strict=True))
+    f = _filter_deltas(truth)
+    # Worked out from pgbench: its setup connection's 2 SELECTs, 2 clients x 20
+    # TPC-B transactions; -M prepared also prepares BEGIN (Parse + Sync) outside
+    # a transaction once per client.
+    assert f["transactions_commit"] == 2 + 40 + (2 if mode == "prepared" else 0), mode
+    assert f["transactions_rollback"] == 0 and f["sessions"] == 3, mode
+    # ... and PostgreSQL's own accounting agrees.
+    assert commit == f["transactions_commit"] + login * f["sessions"], (mode, login, f)
+    assert rollback == f["transactions_rollback"], mode
+    # Statements: pg_stat_statements counts BEGIN/END run as named prepared
+    # statements once per connection, so -M prepared is compared on DML.
+    assert f["statements"] - f["statements_other"] == truth.calls(dml_only=True), mode
+    if mode != "prepared":
+        assert f["statements"] == truth.calls() == 2 + 40 * 7, mode
+
+
+def test_mixed_workload_matches_pg_stat_database(truth: Truth) -> None:
+    import asyncio
+    import subprocess
+
+    import psycopg
+
+    asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is absent: pip install asyncpg")
+    login = _login_cost(truth)
+    truth.reader.execute("SELECT pg_stat_statements_reset()")
+    before = truth.xacts()
+    truth.lab.mark()
+    ins = "INSERT INTO mixed VALUES (%s, %s)"
+    with psycopg.connect(**truth.info(), autocommit=True) as conn:
+        conn.execute(ins, (1, "a"), prepare=False)                        # C1
+        conn.execute("SELECT count(*) FROM mixed").fetchall()             # C2
+    # A connection of its own: psycopg answers a later ROLLBACK on a connection
+    # holding prepared statements with DEALLOCATE ALL, at a moment of its choosing.
+    with psycopg.connect(**truth.info(), autocommit=True) as conn:
+        conn.execute("UPDATE mixed SET v = %s WHERE id = %s", ("u", 1),
+                     prepare=True)                                        # C3 prepare, C4 run
+    with psycopg.connect(**truth.info(), autocommit=True) as conn:
+        conn.execute("INSERT INTO mixed VALUES (2, 'b'); "
+                     "INSERT INTO mixed VALUES (3, 'c')")                 # C5: one Query
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1/0")                                    # R1
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(ins, (1, "dup"), prepare=False)                  # R2
+        with conn.pipeline():                                             # C6: one Sync
+            conn.execute(ins, (4, "p"), prepare=False)
+            conn.execute(ins, (5, "p"), prepare=False)
+            conn.execute("UPDATE mixed SET v = %s WHERE id >= %s", ("q", 4), prepare=False)
+        with pytest.raises(psycopg.errors.UniqueViolation), conn.pipeline():
+            conn.execute(ins, (6, "p"), prepare=False)                    # R3: the pipeline
+            conn.execute(ins, (1, "dup"), prepare=False)                  # fails here, the
+            conn.execute(ins, (7, "p"), prepare=False)                    # rest is skipped
+        for sql in ("BEGIN", "INSERT INTO mixed VALUES (8, 's')", "SAVEPOINT a"):
+            conn.execute(sql)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO mixed VALUES (1, 'dup')")
+        for sql in ("ROLLBACK TO SAVEPOINT a", "INSERT INTO mixed VALUES (9, 's')",
+                    "RELEASE SAVEPOINT a", "COMMIT"):                      # C7
+            conn.execute(sql)
+        for sql in ("BEGIN", "UPDATE mixed SET v = 'r'", "ROLLBACK"):    # R4
+            conn.execute(sql)
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1/0")
+        conn.execute("COMMIT")                                            # R5 (tag ROLLBACK)
+        for sql in ("START TRANSACTION", "DELETE FROM mixed WHERE id = 9", "END"):  # C8
+            conn.execute(sql)
+        conn.execute("BEGIN; INSERT INTO mixed VALUES (10, 'x'); COMMIT")  # C9
+        with conn.cursor().copy("COPY mixed FROM STDIN") as cp:           # C10
+            cp.write(b"".join(b"%d\tc\n" % i for i in range(100, 105)))
+    left_open = psycopg.connect(**truth.info(), autocommit=True)
+    left_open.execute("BEGIN")
+    left_open.execute("INSERT INTO mixed VALUES (200, 'o')")
+    left_open.close()                                                     # R6: Terminate
+
+    async def run_asyncpg() -> None:
+        info = {**truth.lab.pg_conninfo(driver="asyncpg"), "database": TRUTH_DB}
+        conn = await asyncpg.connect(**info, ssl=False)
+        try:
+            await conn.fetch("SELECT v FROM mixed WHERE id >= $1", 100)   # C11
+            await conn.executemany("INSERT INTO mixed VALUES ($1, $2)",
+                                   [(300, "a"), (301, "b"), (302, "c")])  # C12: one Sync
+            async with conn.transaction():                                # C13
+                await conn.execute("UPDATE mixed SET v = 'y' WHERE id = 300")
+        finally:
+            await conn.close()
+
+    asyncio.run(run_asyncpg())
+    subprocess.run(["psql", "-X", "-q", "-c", "SELECT 1; SELECT 2"], env=truth.env(),
+                   check=True, capture_output=True, timeout=30)              # C14: one Query
+
+    commit, rollback = (a - b for a, b in zip(truth.xacts(), before, strict=True))
+    f = _filter_deltas(truth)
+    assert f["sessions"] == 6
+    assert f["transactions_commit"] == 14 and f["transactions_rollback"] == 6, f
+    assert commit == f["transactions_commit"] + login * f["sessions"], (login, f)
+    assert rollback == f["transactions_rollback"]
+    # Completed statements (failed ones have no CommandComplete and no
+    # pg_stat_statements entry): 1+1+1+2, pipeline 3, the failed pipeline's
+    # first INSERT, 7 in the savepoint transaction, 3, 2, 3, 3, COPY, the open
+    # transaction's 2, asyncpg 1+3+3, psql 2.
+    rows = truth.reader.execute(
+        "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+        "WHERE d.datname = %s AND s.toplevel ORDER BY query", (TRUTH_DB,)).fetchall()
+    assert f["statements"] == truth.calls() == 5 + 3 + 1 + 7 + 3 + 2 + 3 + 3 + 1 + 2 + 7 + 2, (
+        f, rows)
