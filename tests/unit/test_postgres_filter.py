@@ -502,7 +502,7 @@ def test_multi_statement_query_and_deep_pipeline(wasm: Path) -> None:
 
 @pytest.mark.parametrize("config", [
     {"slow_threshold_ms": -1}, {"slow_log_sql_bytes": -5}, {"tags": {"max_values": -1}},
-    {"stat_prefix": ""},
+    {"stat_prefix": ""}, {"metrics_flush_ms": -1}, {"metrics_flush_ms": 60001},
 ])
 def test_bad_configuration_is_refused(wasm: Path, config: dict[str, Any]) -> None:
     from wirelab.emulator import EmulatorError
@@ -516,3 +516,27 @@ def test_default_configuration(wasm: Path) -> None:
     assert host.metrics.counter("postgres.postgres.statements") == 0
     assert "postgres.postgres.statement_latency_us.type=select" in host.metrics
     assert not any(n.startswith("postgres.postgres.db_") for n in host.metrics.names())
+
+
+def test_deferred_counters_wait_for_the_tick_or_the_connection_end(wasm: Path) -> None:
+    """metrics_flush_ms: counters reach the host on the tick or when a connection
+    ends, gauges and histograms at once; the numbers are the same."""
+    host = fresh(wasm, metrics_flush_ms=100)
+    assert host.tick_period_ms == 100
+    conn = login(host)
+    assert host.metrics.gauge("postgres.t.sessions_active") == 1
+    assert host.metrics.counter("postgres.t.sessions") == 0  # deferred
+    conn.downstream(msg(b"Q", b"SELECT 1\0"))
+    host.advance(1)
+    conn.upstream(msg(b"C", b"SELECT 1\0") + READY_I)
+    assert host.metrics.histogram("postgres.t.statement_latency_us.type=select").count == 1
+    assert host.metrics.counter("postgres.t.statements_select") == 0
+    host.advance(100)  # the tick
+    s = nonzero(host)
+    assert s["sessions"] == 1 and s["statements_select"] == 1 and s["transactions_commit"] == 1
+    conn.downstream(msg(b"Q", b"SELECT 2\0"))
+    conn.upstream(msg(b"C", b"SELECT 1\0") + READY_I)
+    conn.close()  # the connection end flushes without waiting for the tick
+    s = nonzero(host)
+    assert s["statements_select"] == 2 and s["transactions_commit"] == 2
+    assert host.metrics.gauge("postgres.t.sessions_active") == 0
