@@ -109,7 +109,7 @@ def observe(lab: Any, action: Callable[[], None]) -> tuple[dict[str, int], dict[
             break
         time.sleep(0.05)
     # Every byte the filter saw is one tcp_proxy forwarded, and the other way round.
-    assert pairs[0][0] == pairs[0][1] > 0 and pairs[1][0] == pairs[1][1], pairs
+    assert pairs[0][0] == pairs[0][1] > 0 and pairs[1][0] == pairs[1][1], (pairs, delta)
     time.sleep(2 * FLUSH_S)  # a late histogram flush or deferred counter would show now
     after = lab.stats.snapshot()
     delta = lab.delta()
