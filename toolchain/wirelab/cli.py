@@ -14,6 +14,11 @@ from .errors import WirelabError
 console = Console(stderr=True, highlight=False)
 
 
+def stdout_console() -> Console:
+    """Rich on stdout; piped output gets 120 columns so stat names stay whole."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
 class _Group(click.Group):
     """Turns a WirelabError into one line on stderr and a non-zero exit."""
 
@@ -223,8 +228,9 @@ def down(state: Path) -> None:
               show_default=True)
 @click.option("--match", help="Only stats whose name contains this (or matches this glob).")
 @click.option("--all", "everything", is_flag=True, help="Include Envoy's own stats too.")
+@click.option("--nonzero", is_flag=True, help="Leave out stats that are still zero.")
 def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: str | None,
-          everything: bool) -> None:
+          everything: bool, nonzero: bool) -> None:
     """Show the filters' stats from a running Envoy."""
     import time
 
@@ -246,7 +252,8 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
         elif fmt == "json":
             click.echo(statsview.as_json(client.snapshot(), match, everything))
         else:
-            Console().print(statsview.render_table(client.snapshot(), match, everything))
+            stdout_console().print(
+                statsview.render_table(client.snapshot(), match, everything, nonzero))
 
     if not watch:
         once()
@@ -259,11 +266,13 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
         except KeyboardInterrupt:
             return
     try:
-        with Live(statsview.render_table(client.snapshot(), match, everything),
-                  refresh_per_second=2) as live:
+        def table():
+            return statsview.render_table(client.snapshot(), match, everything, nonzero)
+
+        with Live(table(), refresh_per_second=2) as live:
             while True:
                 time.sleep(1)
-                live.update(statsview.render_table(client.snapshot(), match, everything))
+                live.update(table())
     except KeyboardInterrupt:
         pass
 
@@ -294,7 +303,7 @@ def demo(keep: bool, no_mysql: bool) -> None:
     from .demo import run_demo
     from .harness.lifecycle import _wait_for_signal
 
-    out = Console(highlight=False)
+    out = stdout_console()
     lab = run_demo(lambda msg: out.print(f"[bold cyan]>[/] {msg}"),
                    with_mysql=False if no_mysql else None)
     try:
@@ -302,7 +311,8 @@ def demo(keep: bool, no_mysql: bool) -> None:
         import time
 
         time.sleep(lab.stats_flush_interval_ms / 1000 * 3)
-        out.print(statsview.render_table(lab.stats.snapshot()))
+        out.print(statsview.render_table(lab.stats.snapshot(), nonzero=True))
+        out.print("(stats that stayed zero are left out: `wirelab stats` shows all)")
         out.print(f"Prometheus: curl -s {lab.prometheus_url}")
         if keep:
             for label, value in lab.connection_strings():

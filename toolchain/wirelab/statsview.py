@@ -6,6 +6,7 @@ import fnmatch
 import json
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from .envoy import Snapshot, StatsClient
@@ -37,10 +38,18 @@ def snapshot_dict(snap: Snapshot, match: str | None = None, everything: bool = F
     }
 
 
-def render_table(snap: Snapshot, match: str | None = None, everything: bool = False) -> Table:
+def render_table(snap: Snapshot, match: str | None = None, everything: bool = False,
+                 nonzero: bool = False) -> Table:
     data = snapshot_dict(snap, match, everything)
-    table = Table(title="Envoy stats", title_justify="left")
-    table.add_column("stat")
+    if nonzero:
+        data = {
+            "counters": {n: v for n, v in data["counters"].items() if v},
+            "gauges": {n: v for n, v in data["gauges"].items() if v},
+            "histograms": {n: h for n, h in data["histograms"].items() if h["count"]},
+        }
+    table = Table(title="Envoy stats", title_justify="left", box=box.SIMPLE_HEAD)
+    # Full names: they carry the tags, and a cut name is a different metric.
+    table.add_column("stat", overflow="fold", ratio=3)
     table.add_column("type")
     table.add_column("value", justify="right")
     table.add_column("p50", justify="right")
