@@ -21,6 +21,7 @@ from wirelab.emulator import Emulator
 from wirelab.paths import filters_dir
 from wirelab.project import Project
 from wirelab.replay import replay
+from wirelab.testing import nonzero_stats
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "conversations" / "mysql"
 CONFIG = {"stat_prefix": "t"}
@@ -33,16 +34,7 @@ def wasm() -> Path:
 
 def nonzero(host: Emulator) -> dict[str, int]:
     """Every non-zero stat without the `mysql.t.` root; histograms as `name#count`."""
-    d = host.metrics.as_dict()
-    out: dict[str, int] = {}
-    for kind in ("counters", "gauges"):
-        for k, v in d[kind].items():
-            if v:
-                out[k.split(".", 2)[2]] = v
-    for k, v in d["histograms"].items():
-        if v["count"]:
-            out[k.split(".", 2)[2] + "#count"] = v["count"]
-    return out
+    return nonzero_stats(host)
 
 
 def durations(**counts: int) -> dict[str, int]:

@@ -13,6 +13,6 @@ C ones in `filters/protocols/`, which the filters themselves run.
 from __future__ import annotations
 
 from . import mysql, postgres
-from .filters import counters, load_filter
+from .filters import counters, load_filter, nonzero_stats
 
-__all__ = ["counters", "load_filter", "mysql", "postgres"]
+__all__ = ["counters", "load_filter", "mysql", "nonzero_stats", "postgres"]

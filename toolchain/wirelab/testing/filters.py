@@ -44,3 +44,22 @@ def counters(emulator: Emulator, prefix: str = "") -> dict[str, int]:
     """
     return {m.name[len(prefix):]: m.value for m in emulator.metrics
             if m.kind == "counter" and m.name.startswith(prefix) and m.value}
+
+
+def nonzero_stats(emulator: Emulator, strip_segments: int = 2) -> dict[str, int]:
+    """Every counter and gauge that is not zero, and every histogram's sample count
+    (as `name#count`) when it has samples, with the first `strip_segments` dotted
+    segments of each name removed (`postgres.app.` by default).
+
+    Comparing this whole dict states a scenario's complete outcome.
+    """
+    d = emulator.metrics.as_dict()
+    out: dict[str, int] = {}
+    for kind in ("counters", "gauges"):
+        for name, value in d[kind].items():
+            if value:
+                out[name.split(".", strip_segments)[-1]] = value
+    for name, hist in d["histograms"].items():
+        if hist["count"]:
+            out[name.split(".", strip_segments)[-1] + "#count"] = hist["count"]
+    return out
