@@ -684,6 +684,19 @@ static void login(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     emit(d, &ev);
 }
 
+/* A server event of an authentication exchange; cu: 1 for COM_CHANGE_USER. */
+static void auth_ev_init(wl_mysql_event *ev, wl_mysql_event_type type, int cu) {
+    ev_init(ev, type, WL_DIR_SERVER);
+    ev->change_user = (uint8_t)cu;
+}
+
+/* The OK or ERR that ends a COM_CHANGE_USER: the command's response is done. */
+static void change_user_done(wl_mysql_decoder *d, wl_mysql_event *ev, wl_mysql_outcome outcome) {
+    d->change_user = 0;
+    emit(d, ev);
+    if (d->phase != PH_STOPPED) response_done(d, outcome, ev);
+}
+
 /* Server packets of an authentication exchange (login or COM_CHANGE_USER). */
 static void auth_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     wl_mysql_side *s = &d->side[WL_DIR_SERVER];
@@ -696,8 +709,7 @@ static void auth_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     d->exp_seq[WL_DIR_CLIENT] = (uint8_t)(s->seq + 1);
     switch (h[0]) {
     case 0x00:
-        ev_init(&ev, WL_MYSQL_EV_LOGIN_OK, WL_DIR_SERVER);
-        ev.change_user = (uint8_t)cu;
+        auth_ev_init(&ev, WL_MYSQL_EV_LOGIN_OK, cu);
         parse_ok(h, n, 1, &ev);
         ev.capabilities = d->caps;
         if (!cu) {
@@ -713,28 +725,22 @@ static void auth_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
                 emit(d, &c);
             }
         } else {
-            d->change_user = 0;
-            emit(d, &ev);
-            if (d->phase != PH_STOPPED) response_done(d, WL_MYSQL_OUTCOME_OK, &ev);
+            change_user_done(d, &ev, WL_MYSQL_OUTCOME_OK);
         }
         return;
     case 0xff:
-        ev_init(&ev, WL_MYSQL_EV_LOGIN_FAILED, WL_DIR_SERVER);
-        ev.change_user = (uint8_t)cu;
+        auth_ev_init(&ev, WL_MYSQL_EV_LOGIN_FAILED, cu);
         parse_err(h, n, &ev);
         if (!cu) {
             stop(d);
             emit(d, &ev);
         } else {
-            d->change_user = 0;
-            emit(d, &ev);
-            if (d->phase != PH_STOPPED) response_done(d, WL_MYSQL_OUTCOME_ERR, &ev);
+            change_user_done(d, &ev, WL_MYSQL_OUTCOME_ERR);
         }
         return;
     case 0xfe:
     case 0x02: { /* AuthSwitchRequest; AuthNextFactor (MySQL multi-factor) */
-        ev_init(&ev, WL_MYSQL_EV_AUTH_SWITCH, WL_DIR_SERVER);
-        ev.change_user = (uint8_t)cu;
+        auth_ev_init(&ev, WL_MYSQL_EV_AUTH_SWITCH, cu);
         size_t i = 1, l;
         ev.auth_plugin = cstr(h, n, &i, &l);
         ev.auth_plugin_len = l;
@@ -743,8 +749,7 @@ static void auth_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         return;
     }
     case 0x01:
-        ev_init(&ev, WL_MYSQL_EV_AUTH_MORE_DATA, WL_DIR_SERVER);
-        ev.change_user = (uint8_t)cu;
+        auth_ev_init(&ev, WL_MYSQL_EV_AUTH_MORE_DATA, cu);
         ev.auth_more = n > 1 ? h[1] : 0;
         emit(d, &ev);
         return;
