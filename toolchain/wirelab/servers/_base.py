@@ -11,6 +11,7 @@ from . import _process
 from ._orphans import reap_orphans
 from ._ports import HOST
 from ._process import ServerProcess, tail
+from .errors import ServerError, last_lines
 
 
 class LocalServer:
@@ -92,6 +93,18 @@ class LocalServer:
             lines = self._final_log.splitlines()
             return "\n".join(lines[-n:])
         return tail(self.log_path, n)
+
+    def _exited_on_taken_port(self, name: str, bind_failed: tuple[str, ...]) -> bool:
+        """While starting: False if the server still runs, True if it exited because its
+        port was taken (its log holds one of `bind_failed`); raises on any other exit."""
+        code = self.process.exit_code()
+        if code is None:
+            return False
+        log = self.log_tail()
+        if any(marker in log for marker in bind_failed):
+            return True
+        raise ServerError(f"{name} exited with code {code} while starting: "
+                          f"{last_lines(log)}", log)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -136,13 +136,8 @@ class MariaDBServer(LocalServer):
 
         deadline = time.monotonic() + _READY_TIMEOUT
         while time.monotonic() < deadline:
-            code = self.process.exit_code()
-            if code is not None:
-                log = self.log_tail()
-                if any(marker in log for marker in _BIND_FAILED):
-                    return False
-                raise ServerError(f"MariaDB exited with code {code} while starting: "
-                                  f"{last_lines(log)}", log)
+            if self._exited_on_taken_port("MariaDB", _BIND_FAILED):
+                return False
             if self.socket_path.exists() and accepts(self.port):
                 try:
                     pymysql.connect(unix_socket=str(self.socket_path), user="root",

@@ -225,13 +225,8 @@ class PostgresServer(LocalServer):
         deadline = time.monotonic() + _READY_TIMEOUT
         last_error = ""
         while time.monotonic() < deadline:
-            code = self.process.exit_code()
-            if code is not None:
-                log = self.log_tail()
-                if any(marker in log for marker in _BIND_FAILED):
-                    return False
-                raise ServerError(f"PostgreSQL exited with code {code} while starting: "
-                                  f"{last_lines(log)}", log)
+            if self._exited_on_taken_port("PostgreSQL", _BIND_FAILED):
+                return False
             if accepts(self.port):
                 try:
                     with psycopg.connect(**{**self.conninfo(), "dbname": "postgres"},
