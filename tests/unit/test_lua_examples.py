@@ -12,24 +12,17 @@ from typing import Any
 import pytest
 
 from wirelab.build import build_project
-from wirelab.build.lua import build_runtime
 from wirelab.conversation import Conversation
-from wirelab.errors import BuildError
 from wirelab.paths import examples_dir
 from wirelab.project import Project
 from wirelab.replay import replay
+from wirelab.testing.postgres import startup
+from wirelab.testing.postgres import typed as msg
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "conversations"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def runtime() -> Path:
-    try:
-        return build_runtime()
-    except BuildError as exc:
-        if "could not be downloaded" in str(exc):
-            pytest.skip(f"Lua sources unavailable: {exc}")
-        raise
+pytestmark = pytest.mark.usefixtures("runtime")  # every test needs the Lua runtime
 
 
 def built(example: str, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
@@ -43,16 +36,6 @@ def built(example: str, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 # ---- PostgreSQL traffic, built by hand -------------------------------------------------
-
-
-def msg(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + struct.pack(">I", len(body) + 4) + body
-
-
-def startup(user: str, database: str) -> bytes:
-    body = struct.pack(">I", 196608)
-    body += b"user\0" + user.encode() + b"\0database\0" + database.encode() + b"\0\0"
-    return struct.pack(">I", len(body) + 4) + body
 
 
 SERVER_HELLO = (

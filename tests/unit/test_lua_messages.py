@@ -16,35 +16,15 @@ from typing import Any
 import pytest
 import wasmtime
 
-from wirelab.build.lua import build_runtime
 from wirelab.emulator import Emulator, EmulatorError, _wasm
-from wirelab.errors import BuildError
 from wirelab.paths import examples_dir
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Path:
-    try:
-        return build_runtime()
-    except BuildError as exc:
-        if "could not be downloaded" in str(exc):
-            pytest.skip(f"Lua sources unavailable: {exc}")
-        raise
+from wirelab.testing.postgres import startup
+from wirelab.testing.postgres import typed as msg
 
 
 def load(runtime: Path, script: str, **config: Any) -> Emulator:
     cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", "protocol": "postgres", **config}
     return Emulator.load(runtime, plugin_config=cfg)
-
-
-def msg(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + struct.pack(">I", len(body) + 4) + body
-
-
-def startup(user: str, database: str) -> bytes:
-    body = struct.pack(">I", 196608)
-    body += b"user\0" + user.encode() + b"\0database\0" + database.encode() + b"\0\0"
-    return struct.pack(">I", len(body) + 4) + body
 
 
 HELLO = msg(b"R", struct.pack(">I", 0)) + msg(b"K", struct.pack(">II", 7, 9)) + msg(b"Z", b"I")

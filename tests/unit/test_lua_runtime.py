@@ -11,21 +11,11 @@ from typing import Any
 import pytest
 
 from wirelab.build import build_project
-from wirelab.build.lua import build_runtime, check_script
+from wirelab.build.lua import check_script
 from wirelab.emulator import Emulator, EmulatorError
 from wirelab.errors import BuildError, WirelabError
 from wirelab.paths import examples_dir
 from wirelab.project import Project
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Path:
-    try:
-        return build_runtime()
-    except BuildError as exc:
-        if "could not be downloaded" in str(exc):
-            pytest.skip(f"Lua sources unavailable: {exc}")
-        raise
 
 
 def load(runtime: Path, script: str, **config: Any) -> Emulator:
