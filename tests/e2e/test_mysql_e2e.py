@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,8 @@ COM = ("Com_select", "Com_insert", "Com_update", "Com_delete", "Com_commit", "Co
 
 
 @pytest.fixture(scope="module")
-def mysql_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from wirelab.build import build_project
-    from wirelab.paths import filters_dir
-    from wirelab.project import Project
-
-    src = tmp_path_factory.mktemp("filters") / "mysql"
-    shutil.copytree(filters_dir() / "mysql", src, ignore=shutil.ignore_patterns("build"))
-    return build_project(Project.load(src)).wasm
+def mysql_wasm(build_bundled_filter: Callable[[str], Path]) -> Path:
+    return build_bundled_filter("mysql")
 
 
 def _server():

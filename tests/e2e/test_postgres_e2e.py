@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,14 +24,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def pg_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from wirelab.build import build_project
-    from wirelab.paths import filters_dir
-    from wirelab.project import Project
-
-    src = tmp_path_factory.mktemp("filters") / "postgres"
-    shutil.copytree(filters_dir() / "postgres", src, ignore=shutil.ignore_patterns("build"))
-    return build_project(Project.load(src)).wasm
+def pg_wasm(build_bundled_filter: Callable[[str], Path]) -> Path:
+    return build_bundled_filter("postgres")
 
 
 def _server():
