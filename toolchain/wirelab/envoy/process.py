@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import port_for
@@ -62,6 +62,16 @@ def _terminate(proc: subprocess.Popen, grace: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def listener_port(ports: Mapping[str, int], listener_name: str) -> int:
+    """The port of the listener named so; EnvoyError naming the listeners if there is none."""
+    try:
+        return ports[listener_name]
+    except KeyError:
+        raise EnvoyError(
+            f"no listener named {listener_name!r}: the listeners are {sorted(ports)}"
+        ) from None
 
 
 class EnvoyProcess:
@@ -202,12 +212,7 @@ class EnvoyProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def port(self, listener_name: str) -> int:
-        try:
-            return self._ports[listener_name]
-        except KeyError:
-            raise EnvoyError(
-                f"no listener named {listener_name!r}: the listeners are {sorted(self._ports)}"
-            ) from None
+        return listener_port(self._ports, listener_name)
 
     def _all_output(self) -> str:
         if self._final_log is not None:

@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from ..envoy import FilterSpec, ListenerSpec, StatsClient, startup_reason
+from ..envoy.process import listener_port
 from ..envoy.render import container_wasm_paths, render_container_bootstrap
 from ..errors import EnvoyError, WirelabError
 from ..paths import cache_dir
@@ -239,12 +240,7 @@ class EnvoyContainer:
         return self.running.id
 
     def port(self, listener_name: str) -> int:
-        try:
-            return self._ports[listener_name]
-        except KeyError:
-            raise EnvoyError(
-                f"no listener named {listener_name!r}: the listeners are {sorted(self._ports)}"
-            ) from None
+        return listener_port(self._ports, listener_name)
 
     def log_tail(self, n: int = 60) -> str:
         return self.running.log_tail(n)
