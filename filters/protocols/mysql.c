@@ -764,6 +764,18 @@ static int valid_coldef(const uint8_t *h, size_t n) {
     return n >= 1 && h[0] == 3 && (n < 4 || (h[1] == 'd' && h[2] == 'e' && h[3] == 'f'));
 }
 
+/* A COM_FIELD_LIST response packet other than ERR: a column definition or the terminator. */
+static void field_list_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n, wl_mysql_event *ev) {
+    if (is_terminator(d, h, n)) {
+        parse_terminator(d, h, n, ev);
+        end_result(d, ev, 1);
+    } else if (!valid_coldef(h, n)) {
+        decoder_error(d, WL_DIR_SERVER, "bad field list definition");
+    } else {
+        d->columns++;
+    }
+}
+
 static void response_first(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     wl_mysql_side *s = &d->side[WL_DIR_SERVER];
     wl_mysql_event ev;
@@ -787,14 +799,7 @@ static void response_first(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     case WL_MYSQL_COM_FIELD_LIST:
         d->resp_state = RS_FIELDS;
         begin_result(d);
-        if (is_terminator(d, h, n)) {
-            parse_terminator(d, h, n, &ev);
-            end_result(d, &ev, 1);
-        } else if (!valid_coldef(h, n)) {
-            decoder_error(d, WL_DIR_SERVER, "bad field list definition");
-        } else {
-            d->columns++;
-        }
+        field_list_packet(d, h, n, &ev);
         return;
     case WL_MYSQL_COM_STMT_PREPARE:
         if (h[0] != 0x00 || n < 12) {
@@ -954,13 +959,8 @@ static void response_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         if (n >= 1 && h[0] == 0xff) {
             parse_err(h, n, &ev);
             response_done(d, WL_MYSQL_OUTCOME_ERR, &ev);
-        } else if (is_terminator(d, h, n)) {
-            parse_terminator(d, h, n, &ev);
-            end_result(d, &ev, 1);
-        } else if (!valid_coldef(h, n)) {
-            decoder_error(d, WL_DIR_SERVER, "bad field list definition");
         } else {
-            d->columns++;
+            field_list_packet(d, h, n, &ev);
         }
         return;
     case RS_PREP:
