@@ -206,3 +206,18 @@ class StatsClient:
 
     def prometheus(self) -> list[Sample]:
         return parse_prometheus(self._get("/stats/prometheus"))
+
+
+def server_bytes_window(counters: dict[str, int], listener: str) -> tuple[int, int]:
+    """The range a filter's server→client byte count must fall in, for `listener`.
+
+    A filter sees server bytes when tcp_proxy hands them to the client connection:
+    never more than Envoy read from the server (`cluster.<listener>_upstream.
+    upstream_cx_rx_bytes_total`), never less than the client's socket accepted
+    (`tcp.<listener>.downstream_cx_tx_bytes_total`). The two ends are equal unless
+    a client hangs up while the server is still sending (a failed login, a cancel).
+    `counters` is a snapshot's counters or a delta between two snapshots.
+    """
+    low = counters.get(f"tcp.{listener}.downstream_cx_tx_bytes_total", 0)
+    high = counters.get(f"cluster.{listener}_upstream.upstream_cx_rx_bytes_total", 0)
+    return low, high
