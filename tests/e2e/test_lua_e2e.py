@@ -263,7 +263,13 @@ def test_mysql_slow_query_is_counted_and_logged(lab: Lab) -> None:
     assert "lua.myslow.script_errors" not in delta
     # 3 fast selects + the slow one + the failing one
     lab.stats.wait_for(hist, value0(base, hist) + 5)
-    lines = [ln for ln in lab.log_tail(2000).splitlines() if "slow query:" in ln]
+    # Envoy writes its log file on a flush timer: give the line a moment to land.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [ln for ln in lab.log_tail(5000).splitlines() if "slow query:" in ln]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(lines) == 1, lines
     user = lab.mysql.user
     assert f"user={user} rows=1 sql=SELECT SLEEP(0.3)" in lines[0]
