@@ -81,8 +81,7 @@ def test_every_client_through_envoy_is_one_counted_connection(wirelab_lab):
     lab.stats.wait_for("tcp.harness.connections_total", 5)
     lab.stats.wait_for("tcp.harness.connections_active", 0)
 
-    def totals() -> tuple[tuple[int, int], tuple[int, int]]:
-        snap = lab.stats.snapshot()
+    def totals(snap) -> tuple[tuple[int, int], tuple[int, int]]:
         listeners = ("postgres", "mysql")
         rx = sum(snap.counter(f"tcp.{n}.downstream_cx_rx_bytes_total") for n in listeners)
         tx = sum(snap.counter(f"tcp.{n}.downstream_cx_tx_bytes_total") for n in listeners)
@@ -92,11 +91,9 @@ def test_every_client_through_envoy_is_one_counted_connection(wirelab_lab):
 
     # Envoy accounts a write when the socket takes it, the filter when Envoy hands
     # it over: right after a close the two can be a flush apart, never more.
-    deadline = time.monotonic() + 10
-    while (pair := totals())[0] != pair[1] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert pair[0] == pair[1]
-    snap = lab.stats.snapshot()
+    snap = lab.stats.wait_until(lambda s: totals(s)[0] == totals(s)[1])
+    mine, envoys = totals(snap)
+    assert mine == envoys
     assert snap.counter("tcp.postgres.downstream_cx_total") == 3
     assert snap.counter("tcp.mysql.downstream_cx_total") == 2
 

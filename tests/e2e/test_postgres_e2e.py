@@ -159,17 +159,17 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             assert c("sessions_encrypted") == 1 and c("sessions_unencrypted") == 1
             assert c("copy_in") == 1 and c("decoder_errors") == 0
             # Envoy's own byte counts settle as the connections close: poll them.
-            deadline = time.monotonic() + 10
-            while True:
-                snap = stats.snapshot()
+            def byte_counts(snap) -> tuple[tuple[int, int], tuple[int, int, int]]:
                 client = (snap.counter("postgres.app.bytes.direction=client"),
                           snap.counter("tcp.pg.downstream_cx_rx_bytes_total"))
-                server = snap.counter("postgres.app.bytes.direction=server")
                 low, high = server_bytes_window(snap.counters, "pg")
-                if (client[0] == client[1] and low <= server <= high
-                        or time.monotonic() > deadline):
-                    break
-                time.sleep(0.1)
+                return client, (low, snap.counter("postgres.app.bytes.direction=server"), high)
+
+            def settled(snap) -> bool:
+                client, (low, server, high) = byte_counts(snap)
+                return client[0] == client[1] and low <= server <= high
+
+            client, (low, server, high) = byte_counts(stats.wait_until(settled))
             assert client[0] == client[1], client
             # the wrong-password client may hang up while the server still sends
             assert low <= server <= high, (low, server, high)

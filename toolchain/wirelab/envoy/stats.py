@@ -185,21 +185,25 @@ class StatsClient:
                     out[name] = diff
         return out
 
+    def wait_until(self, check: Callable[[Snapshot], bool], timeout: float = 10.0) -> Snapshot:
+        """Poll snapshots until `check(snapshot)` holds or `timeout` passes; return the
+        last one, so the caller's own assertion on it says what did not settle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            if check(snap) or time.monotonic() >= deadline:
+                return snap
+            time.sleep(0.05)
+
     def wait_for(self, name: str, value: int, timeout: float = 10.0) -> None:
         """Poll until the counter/gauge (or a histogram's sample count) equals `value`.
 
         Counters move as soon as a filter increments them; histograms only after
         Envoy's next stats flush, hence the polling.
         """
-        deadline = time.monotonic() + timeout
-        last: int | None = None
-        while True:
-            last = self.snapshot().value(name)
-            if last == value:
-                return
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
+        last = self.wait_until(lambda snap: snap.value(name) == value, timeout).value(name)
+        if last == value:
+            return
         seen = "does not exist" if last is None else f"is {last}"
         tail = f"\n--- Envoy log (tail) ---\n{self._log_tail()}" if self._log_tail else ""
         raise EnvoyError(f"stat {name!r} {seen}, expected {value} after {timeout:g} s{tail}")
