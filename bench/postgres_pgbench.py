@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratio import compare, pgbench_tps  # noqa: E402
+from ratio import compare, pgbench_tps, pin, split_cpus  # noqa: E402
 
 from wirelab.servers import PostgresServer  # noqa: E402
 
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4, help="pgbench -c")
     ap.add_argument("--threads", type=int, default=2, help="pgbench -j")
     ap.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads")
+    ap.add_argument("--pin", action="store_true",
+                    help="Envoys on their own CPU(s), pgbench and PostgreSQL on the rest")
     ap.add_argument("--pg-bin", default=None, help="PostgreSQL bin directory (default: embedded)")
     ap.add_argument("--filter", action="append", default=None,
                     help="filter project or .wasm (repeatable; default filters/postgres)")
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     commands: dict[str, str] = {}
     with PostgresServer(Path(args.pg_bin) if args.pg_bin else None, tls=False) as pg:
         print(f"PostgreSQL {pg.version} ({pg.bin_dir})")
+        envoy_cpus, load_cpus = split_cpus(args.concurrency) if args.pin else (None, None)
+        if load_cpus:
+            pin(pg.pid, load_cpus)
         subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=pg.env(), check=True,
                        capture_output=True, timeout=300)
         for mode in modes:
@@ -78,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             result = compare(upstream=(pg.host, pg.port), filters=filters, command=command,
                              parse=pgbench_tps, runs=args.runs, warmup=args.warmup,
                              env={"PGPASSWORD": pg.password}, concurrency=args.concurrency,
-                             filter_config=args.config, listener="postgres")
+                             filter_config=args.config, listener="postgres",
+                             envoy_cpus=envoy_cpus, load_cpus=load_cpus)
             ratios[mode], commands[mode] = result.ratio, result.command
     config = f" config={json.dumps(args.config)}" if args.config else ""
+    config += " placement=pinned" if args.pin else " placement=shared"
     print("== summary ==")
     for mode, r in ratios.items():
         verdict = "meets" if r >= TARGET else "BELOW"

@@ -22,6 +22,15 @@ neither side always runs second) after one warm-up run of each, and the ratio
 is median(filtered) / median(baseline) of the measured runs. A throughput
 (higher is better) is what `parse` must return.
 
+Placement: by default every process (load, server, both Envoys) shares all
+CPUs, so the filter's CPU competes with the database's and the load's and the
+ratio measures CPU cost. `split_cpus(concurrency)` gives the Envoys their own
+CPUs and the load and the server the rest, the way Envoy is deployed (a
+sidecar or proxy tier with its own CPU budget) and the way Envoy's own tuning
+guides benchmark it; then the ratio measures what the filter costs the
+database's clients. Pass `envoy_cpus` / `load_cpus` to `compare` and pin the
+server with `pin(server_pid, load_cpus)`.
+
 Throughput on a shared machine is noisy, so every run also records the CPU
 time the Envoy process used (user + system, from /proc via psutil) divided by
 the operations it carried (throughput x wall time of the run): the filter's
@@ -106,6 +115,27 @@ def pgbench_tps(output: str) -> float:
     return float(m.group(1))
 
 
+def split_cpus(envoy_count: int) -> tuple[list[int], list[int]]:
+    """(Envoy CPUs, load+server CPUs): the last `envoy_count` CPUs this process
+    may use go to Envoy, the rest to the load and the server."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) <= envoy_count:
+        raise SystemExit(f"--pin needs more than {envoy_count} CPUs (have {len(cpus)})")
+    return cpus[-envoy_count:], cpus[:-envoy_count]
+
+
+def pin(pid: int, cpus: Sequence[int]) -> None:
+    """Every thread of `pid` and of its descendants onto `cpus`. Processes and
+    threads created later inherit the placement from their parent."""
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            for thread in proc.threads():
+                os.sched_setaffinity(thread.id, set(cpus))
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            pass
+
+
 def _resolve(filters: Sequence[FilterSpec | str | Path],
              config: Mapping[str, Any] | None) -> list[FilterSpec]:
     """FilterSpecs as given; project directories and .wasm files built/resolved
@@ -121,9 +151,11 @@ def _resolve(filters: Sequence[FilterSpec | str | Path],
     return out
 
 
-def _run_once(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float) -> str:
+def _run_once(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float,
+              cpus: Sequence[int] | None = None) -> str:
+    preexec = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **env} if env else None)
+                          env={**os.environ, **env} if env else None, preexec_fn=preexec)
     if proc.returncode != 0:
         raise RuntimeError(f"load command failed (exit {proc.returncode}): "
                            f"{shlex.join(argv)}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
@@ -145,12 +177,15 @@ def compare(
     unit: str = "tps",
     timeout: float = 600.0,
     out: Callable[[str], None] = print,
+    envoy_cpus: Sequence[int] | None = None,
+    load_cpus: Sequence[int] | None = None,
 ) -> Result:
     """Run `command(port)` against both Envoys, alternating; return every run.
 
     `command(port)` builds the load's argv for a listener port on 127.0.0.1;
     `parse(stdout)` returns the throughput. `env` is added to the load's
     environment (e.g. PGPASSWORD). Each run is printed through `out`.
+    `envoy_cpus` / `load_cpus` pin both Envoys / the load (see `split_cpus`).
     """
     specs = _resolve(filters, filter_config)
     if not specs:
@@ -160,16 +195,21 @@ def compare(
     filt = EnvoyProcess([ListenerSpec(listener, upstream, specs)], concurrency=concurrency)
     with base, filt:
         ports = {"baseline": base.port(listener), "filtered": filt.port(listener)}
+        if envoy_cpus:
+            pin(base.pid, envoy_cpus)
+            pin(filt.pid, envoy_cpus)
         result.command = shlex.join(command(ports["filtered"]))
         out(f"load: {result.command}")
         out(f"filters: {', '.join(f'{s.name} ({s.wasm})' for s in specs)}; "
             f"Envoy concurrency {concurrency}; {warmup} warm-up + {runs} measured runs per side")
+        out("placement: " + (f"Envoys on CPUs {list(envoy_cpus)}, load on {list(load_cpus or [])}"
+                             if envoy_cpus else "every process on every CPU"))
         procs = {"baseline": psutil.Process(base.pid), "filtered": psutil.Process(filt.pid)}
         for i in range(-warmup, runs):
             order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
             for variant in order:
                 (user0, sys0), t0 = _cpu(procs[variant]), time.monotonic()
-                value = parse(_run_once(command(ports[variant]), env, timeout))
+                value = parse(_run_once(command(ports[variant]), env, timeout, load_cpus))
                 (user1, sys1), wall = _cpu(procs[variant]), time.monotonic() - t0
                 ops = max(value * wall, 1e-9)
                 per_op = (user1 - user0 + sys1 - sys0) / ops * 1e6

@@ -17,6 +17,9 @@
 #ifndef WL_LUA_DEFAULT_MEMORY_KB
 #define WL_LUA_DEFAULT_MEMORY_KB 16384 /* per VM */
 #endif
+#ifndef WL_LUA_DEFAULT_FLUSH_MS
+#define WL_LUA_DEFAULT_FLUSH_MS 1000 /* counters reach Envoy at most this late */
+#endif
 #ifndef WL_LUA_DEFAULT_TAG_SETS
 #define WL_LUA_DEFAULT_TAG_SETS 100 /* distinct tag sets per metric name */
 #endif

@@ -292,6 +292,12 @@ static void wl_lua_setup(lua_State *L, void *ud) {
     if (!wl_lua_protocol_supported(vm->protocol))
         luaL_error(L, "configuration: this runtime was built without the %s decoder", proto);
 
+    /* Counter increments wait in the module and reach Envoy on a tick: a read
+     * then costs no metric host call (histograms and gauges go at once). */
+    int64_t flush_ms = wl_lua_int_field(L, cfg, "metrics_flush_ms", WL_LUA_DEFAULT_FLUSH_MS, 0);
+    if (flush_ms > 60000) luaL_error(L, "configuration: \"metrics_flush_ms\" must be at most 60000");
+    wl_batch_hold_ms((uint32_t)flush_ms);
+
     lua_getfield(L, cfg, "limits");
     int limits = lua_istable(L, -1) ? lua_gettop(L) : 0;
     vm->budget = wl_lua_int_field(L, limits, "instructions", WL_LUA_DEFAULT_BUDGET, 1);

@@ -199,7 +199,7 @@ int wl_on_configure(wl_plugin *p) {
     s->tag_user = wl_config_bool(p, "tags.user", 0);
     int64_t mv = wl_config_int(p, "tags.max_values", 20);
     s->max_values = mv < 1 ? 1 : mv > MAX_TAG_VALUES ? MAX_TAG_VALUES : (int)mv;
-    int64_t flush_ms = wl_config_int(p, "metrics_flush_ms", 0);
+    int64_t flush_ms = wl_config_int(p, "metrics_flush_ms", 1000);
     if (flush_ms < 0 || flush_ms > 60000) {
         wl_error("mysql filter: metrics_flush_ms must be between 0 and 60000, not %lld", (long long)flush_ms);
         return 0;

@@ -32,7 +32,7 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
     p->slow_threshold_us = (uint64_t)slow * 1000u;
     p->slow_log_sql_bytes = (uint32_t)(sql_bytes > PGF_SQL_KEEP ? PGF_SQL_KEEP : sql_bytes);
     p->max_values = (uint32_t)(max_values > PGF_MAX_TAG_VALUES ? PGF_MAX_TAG_VALUES : max_values);
-    int64_t flush_ms = wl_config_int(plugin, "metrics_flush_ms", 0);
+    int64_t flush_ms = wl_config_int(plugin, "metrics_flush_ms", 1000);
     if (flush_ms < 0 || flush_ms > 60000) {
         wl_error("postgres filter: metrics_flush_ms must be between 0 and 60000, not %lld",
                  (long long)flush_ms);

@@ -115,6 +115,13 @@ static struct {
 } wl__batch[WL_BATCH_SLOTS];
 static uint32_t wl__batch_len;
 
+uint32_t wl__batch_hold_ms;
+
+void wl_batch_hold_ms(uint32_t period_ms) {
+    wl__batch_hold_ms = period_ms;
+    wl_set_tick_ms(period_ms);
+}
+
 void wl_batch_flush(void) {
     for (uint32_t i = 0; i < wl__batch_len; i++) {
         wl_metric_add(wl__batch[i].id, wl__batch[i].delta);

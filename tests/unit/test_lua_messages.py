@@ -23,7 +23,9 @@ from wirelab.testing.postgres import typed as msg
 
 
 def load(runtime: Path, script: str, **config: Any) -> Emulator:
-    cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", "protocol": "postgres", **config}
+    # counters at the end of each callback (the default holds them for a tick)
+    cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", "protocol": "postgres",
+           "metrics_flush_ms": 0, **config}
     return Emulator.load(runtime, plugin_config=cfg)
 
 

@@ -19,7 +19,9 @@ from wirelab.project import Project
 
 
 def load(runtime: Path, script: str, **config: Any) -> Emulator:
-    cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", **config}
+    # Counters reach the host at the end of each callback here (the default holds
+    # them for a tick): these tests check what one callback did.
+    cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", "metrics_flush_ms": 0, **config}
     emu = Emulator.load(runtime, plugin_config=cfg)
     return emu
 
@@ -53,17 +55,39 @@ def test_tcp_bytes_example_counts_exact_bytes(runtime: Path, tmp_path: Path) -> 
     m = emu.metrics
     assert m.counter("lua.tcpbytes.connections") == 2
     assert m.gauge("lua.tcpbytes.open_connections") == 2
+    # counter increments wait in the module for the tick (metrics_flush_ms, 1000 by default)
+    assert m.counter("lua.tcpbytes.bytes.direction=client") == 0
+    emu.advance(999)
+    assert m.counter("lua.tcpbytes.bytes.direction=client") == 0
+    emu.advance(1)
     assert m.counter("lua.tcpbytes.bytes.direction=client") == 20008
     assert m.counter("lua.tcpbytes.bytes.direction=server") == 7
     a.close()
     assert m.gauge("lua.tcpbytes.open_connections") == 1
-    b.close()
+    b.downstream(b"z" * 5)
+    b.close()  # a connection's end sends what was held, without waiting for the tick
+    assert m.counter("lua.tcpbytes.bytes.direction=client") == 20013
     h = m.histogram("lua.tcpbytes.connection_bytes")
-    assert sorted(h.samples) == [15, 20000]
+    assert sorted(h.samples) == [15, 20005]
     assert m.gauge("lua.tcpbytes.open_connections") == 0
     assert m.counter("lua.tcpbytes.script_errors") == 0
     emu.assert_no_traps()
     assert a.forwarded == {"client": 8, "server": 7} and not a.modified
+
+
+def test_metrics_flush_ms_zero_sends_counters_after_every_callback(runtime: Path) -> None:
+    emu = load(runtime, """
+        local n = wirelab.counter("reads")
+        function envoy_on_downstream_data(conn, data) n:inc() end
+    """)
+    assert emu.tick_period_ms == 0
+    emu.connect().downstream(b"x")
+    assert emu.metrics.counter("lua.t.reads") == 1
+
+
+def test_metrics_flush_ms_is_checked(runtime: Path) -> None:
+    with pytest.raises(EmulatorError, match="metrics_flush_ms"):
+        load(runtime, "", metrics_flush_ms=60001)
 
 
 # ---- build-time syntax check ----------------------------------------------------------

@@ -208,6 +208,8 @@ def plugin_config(project: Project, source: str) -> dict[str, Any]:
         "stat_prefix": str(m.config.get("stat_prefix", project.name)),
         "settings": settings,
     }
+    if "metrics_flush_ms" in m.config:  # the runtime's, not only the script's
+        cfg["metrics_flush_ms"] = m.config["metrics_flush_ms"]
     limits = m.config.get("limits")
     if limits is not None:
         if not isinstance(limits, dict):

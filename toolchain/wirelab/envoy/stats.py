@@ -160,8 +160,11 @@ class StatsClient:
         return json.loads(self._get(f"/stats?format=json&type={kind}{extra}"))
 
     def snapshot(self) -> Snapshot:
-        counters = {s["name"]: int(s["value"]) for s in self._stats("Counters")["stats"]}
+        # Gauges first: a filter drops its sessions gauge only after it has sent
+        # its counters, so a gauge read before the counters can never show a
+        # connection as ended while the counters still miss its deltas.
         gauges = {s["name"]: int(s["value"]) for s in self._stats("Gauges")["stats"]}
+        counters = {s["name"]: int(s["value"]) for s in self._stats("Counters")["stats"]}
         hist = _histograms(self._stats("Histograms", "&histogram_buckets=detailed"))
         return Snapshot(_aliased(counters), _aliased(gauges), _aliased(hist))
 
