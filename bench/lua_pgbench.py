@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratio import compare, pgbench_tps  # noqa: E402
+from ratio import compare, pgbench_tps, pin, split_cpus  # noqa: E402
 
 from wirelab.paths import examples_dir  # noqa: E402
 from wirelab.servers import PostgresServer  # noqa: E402
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4, help="pgbench -c")
     ap.add_argument("--threads", type=int, default=2, help="pgbench -j")
     ap.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads")
+    ap.add_argument("--pin", action="store_true",
+                    help="Envoys on their own CPU(s), the load and the server on the rest")
     ap.add_argument("--filter", default=str(examples_dir() / "lua" / "pg-statements"),
                     help="filter project directory (default: the pg-statements example)")
     args = ap.parse_args(argv)
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     modes = ("simple", "prepared") if args.mode == "both" else (args.mode,)
     ratios: dict[str, float] = {}
     with PostgresServer(tls=False) as pg:
+        envoy_cpus, load_cpus = split_cpus(args.concurrency) if args.pin else (None, None)
+        if load_cpus:
+            pin(pg.pid, load_cpus)
         env = pg.env()
         subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, check=True,
                        capture_output=True)
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             result = compare(upstream=(pg.host, pg.port), filters=[args.filter],
                              command=command, parse=pgbench_tps, runs=args.runs,
                              env={"PGPASSWORD": pg.password}, concurrency=args.concurrency,
-                             listener="postgres")
+                             listener="postgres", envoy_cpus=envoy_cpus, load_cpus=load_cpus)
             ratios[mode] = result.ratio
             base, filt = result.median("baseline"), result.median("filtered")
             # pgbench -S: one SELECT per transaction; cost per transaction on the
@@ -76,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     print("== summary ==")
     for mode, r in ratios.items():
         verdict = "meets" if r >= TARGET else "BELOW"
-        print(f"-M {mode:8} ratio {r:.3f} ({verdict} the {TARGET:.2f} target)")
+        print(f"-M {mode:8} ratio {r:.3f} ({verdict} the {TARGET:.2f} target)"
+              f" placement={'pinned' if args.pin else 'shared'}")
     return 0
 
 

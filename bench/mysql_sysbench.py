@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratio import compare, sysbench_tps  # noqa: E402
+from ratio import compare, pin, split_cpus, sysbench_tps  # noqa: E402
 
 from wirelab.servers import MariaDBServer  # noqa: E402
 
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--table-size", type=int, default=10000)
     ap.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads")
+    ap.add_argument("--pin", action="store_true",
+                    help="Envoys on their own CPU(s), the load and the server on the rest")
     ap.add_argument("--filter", action="append", default=None,
                     help="filter project or .wasm (repeatable; default filters/mysql)")
     ap.add_argument("--config", type=json.loads, default=None,
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     filters = args.filter or [str(ROOT / "filters" / "mysql")]
     with MariaDBServer(tls=False) as my:
+        envoy_cpus, load_cpus = split_cpus(args.concurrency) if args.pin else (None, None)
+        if load_cpus:
+            pin(my.pid, load_cpus)
         prep = sysbench_args(my, my.port, args.test, args.table_size) + ["prepare"]
         subprocess.run(prep, check=True, capture_output=True, text=True)
 
@@ -66,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
         result = compare((my.host, my.port), filters, command, sysbench_tps,
                          runs=args.runs, warmup=args.warmup, concurrency=args.concurrency,
-                         filter_config=args.config)
+                         filter_config=args.config, envoy_cpus=envoy_cpus,
+                         load_cpus=load_cpus)
     config = f" config={json.dumps(args.config)}" if args.config else ""
+    config += " placement=pinned" if args.pin else " placement=shared"
     print(f"RESULT {args.test} threads={args.threads}{config} ratio={result.ratio:.3f} "
           f"pair_ratio={result.pair_ratio:.3f}")
     return 0

@@ -146,9 +146,23 @@ def _resolve(filters: Sequence[FilterSpec | str | Path],
     for f in filters:
         if isinstance(f, FilterSpec):
             out.append(f)
+        elif isinstance(f, str) and f.startswith("probe:"):
+            out.append(_probe(int(f.split(":", 1)[1])))
         else:
             out.append(resolve_filter(f, dict(config) if config else None).spec)
     return out
+
+
+def _probe(level: int) -> FilterSpec:
+    """`--filter probe:N`: the cost-probe filter of bench/wasm_cost.py at PROBE_LEVEL N
+    (0: the data callbacks do nothing; 2: + a 5-byte buffer read per read; see
+    tests/fixtures/cost_probe/probe.c), the floor every Wasm filter pays."""
+    import tempfile
+
+    from wasm_cost import build_probe
+
+    wasm = build_probe(level, Path(tempfile.mkdtemp(prefix="wirelab-probe-")))
+    return FilterSpec(f"probe{level}", wasm, "", failure_policy="FAIL_OPEN")
 
 
 def _run_once(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float,
