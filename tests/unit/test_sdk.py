@@ -428,3 +428,55 @@ def test_json_reader_never_traps_on_garbage(json_host, junk, key):
     for doc in (junk, b'{"' + key.encode() + b'":' + junk):
         for kind in ("string", "int", "bool"):
             _lookup(json_host, kind, doc, key)  # any answer, but no trap
+
+
+HOLD_C = r"""
+#include "wirelab_filter.h"
+
+static wl_metric bytes;
+
+int wl_on_configure(wl_plugin *p) {
+    bytes = wl_counter("hold.bytes");
+    wl_batch_hold_ms((uint32_t)wl_config_int(p, "hold_ms", 0));
+    return 1;
+}
+
+void wl_on_data(wl_conn *c, wl_read *r) { (void)c; wl_batch_add(bytes, (int64_t)r->size); }
+"""
+
+
+@pytest.fixture(scope="module")
+def holder(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("hold")
+    (d / "wirelab.toml").write_text('name = "hold"\nsources = ["hold.c"]\n')
+    (d / "hold.c").write_text(HOLD_C)
+    return build_project(Project.load(d)).wasm
+
+
+def test_batch_hold_sends_counters_on_the_tick_and_at_the_connection_end(holder):
+    host = RecordingHost(holder)
+    assert host.start_plugin(1, {"hold_ms": 500}) == 1
+    host.call("proxy_on_context_create", 2, 1)
+    host.call("proxy_on_new_connection", 2)
+    calls = host.calls.get("proxy_increment_metric", 0)
+    for n in (10, 20, 30):
+        host.data(2, DOWNSTREAM, b"x" * n)
+    # three reads, no metric host call yet
+    assert host.calls.get("proxy_increment_metric", 0) == calls
+    assert host.metric("hold.bytes") == 0
+    host.call("proxy_on_tick", 1)
+    assert host.metric("hold.bytes") == 60
+    assert host.calls["proxy_increment_metric"] - calls == 1  # one call for the three reads
+    host.data(2, UPSTREAM, b"y" * 7)
+    assert host.metric("hold.bytes") == 60
+    host.close(2)
+    assert host.metric("hold.bytes") == 67
+
+
+def test_batch_without_hold_sends_counters_after_each_read(holder):
+    host = RecordingHost(holder)
+    assert host.start_plugin(1, {}) == 1
+    host.call("proxy_on_context_create", 2, 1)
+    host.call("proxy_on_new_connection", 2)
+    host.data(2, DOWNSTREAM, b"x" * 10)
+    assert host.metric("hold.bytes") == 10
