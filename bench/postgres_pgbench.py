@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     filters = args.filter or [str(ROOT / "filters" / "postgres")]
     modes = ("simple", "prepared") if args.mode == "both" else (args.mode,)
     ratios: dict[str, float] = {}
+    pairs: dict[str, float] = {}
     commands: dict[str, str] = {}
     with PostgresServer(Path(args.pg_bin) if args.pg_bin else None, tls=False) as pg:
         print(f"PostgreSQL {pg.version} ({pg.bin_dir})")
@@ -86,13 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                              filter_config=args.config, listener="postgres",
                              envoy_cpus=envoy_cpus, load_cpus=load_cpus)
             ratios[mode], commands[mode] = result.ratio, result.command
+            pairs[mode] = result.pair_ratio
     config = f" config={json.dumps(args.config)}" if args.config else ""
     config += " placement=pinned" if args.pin else " placement=shared"
     print("== summary ==")
     for mode, r in ratios.items():
         verdict = "meets" if r >= TARGET else "BELOW"
         print(f"RESULT pgbench -S -M {mode} -c {args.clients} -j {args.threads} "
-              f"-T {args.seconds}{config} ratio={r:.3f} ({verdict} the {TARGET:.2f} target)")
+              f"-T {args.seconds}{config} ratio={r:.3f} pair_ratio={pairs[mode]:.3f} "
+              f"({verdict} the {TARGET:.2f} target)")
     return 0
 
 
