@@ -102,6 +102,19 @@ def test_header_in_include_dir_is_an_input(tmp_path):
     assert build_project(project).cached is False
 
 
+def test_header_beside_the_sources_is_an_input(tmp_path):
+    root = make_project(
+        tmp_path / "p",
+        '#include "wirelab_filter.h"\n#include "local.h"\nint wl_on_vm_start(void) { return K; }\n',
+    )
+    (root / "local.h").write_text("#define K 1\n")
+    project = Project.load(root)
+    assert build_project(project).cached is False
+    assert build_project(project).cached is True
+    (root / "local.h").write_text("#define K 2\n")
+    assert build_project(project).cached is False
+
+
 @pytest.mark.skipif(
     not WIRELAB.exists(), reason=f"no {WIRELAB}: install wirelab into this venv (`make venv`)"
 )

@@ -26,7 +26,10 @@ def library_sources(protocol: str) -> list[Path]:
 def plan_for(project: Project) -> CompilePlan:
     include_dirs = [*project.include_paths, paths.sdk_dir(), paths.protocols_dir()]
     flags = [*TARGET_FLAGS, *(f"-I{d}" for d in include_dirs), *project.manifest.cflags]
-    inputs: list[Path] = []
+    # A header beside the sources is found by `#include "x.h"` without any -I,
+    # so the whole project tree's headers are inputs, not only include_dirs'.
+    inputs: list[Path] = [h for h in cache.headers_under(project.root)
+                          if project.build_dir not in h.parents]
     for d in project.include_paths:
         inputs += cache.headers_under(d)
     inputs += cache.files_under(paths.sdk_dir()) + cache.headers_under(paths.protocols_dir())
