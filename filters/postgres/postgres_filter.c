@@ -60,7 +60,7 @@ WL_CONN_STATE(pg_conn)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-#define CNT(c, id, n) pgm_add((c)->p, (c)->p->counters[PG_##id], (int64_t)(n))
+#define CNT(c, id, n) pgm_count((c)->p, PG_##id, (int64_t)(n))
 
 static uint32_t name_hash(wl_pg_str s) {
     uint32_t h = 2166136261u;
@@ -503,7 +503,7 @@ void wl_on_data(wl_conn *conn, wl_read *read) {
     pgm_add(p, p->bytes[read->dir], (int64_t)read->size);
     c->now = wl_now_ns();
     wl_pg_feed(&c->dec, read->dir, read->size, wl_read_fetch, read);
-    if (p->n_defer && c->now - p->last_flush >= p->flush_ns) pgm_flush(p, c->now);
+    if (pgm_pending(p) && c->now - p->last_flush >= p->flush_ns) pgm_flush(p, c->now);
 }
 
 void wl_on_connection_end(wl_conn *conn) {
@@ -511,12 +511,12 @@ void wl_on_connection_end(wl_conn *conn) {
     c->now = wl_now_ns();
     if (c->txn) txn_end(c, 0, c->now); /* the server rolls back an open transaction */
     /* a closed connection's counts are all visible once sessions_active drops */
-    if (c->p->n_defer) pgm_flush(c->p, c->now);
+    if (pgm_pending(c->p)) pgm_flush(c->p, c->now);
     if (c->ready) wl_batch_add(c->p->gauges[PG_SESSIONS_ACTIVE], -1);
     if (c->in_block) wl_batch_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], -1);
 }
 
 void wl_on_tick(wl_plugin *plugin) {
     pg_plugin *p = plugin->state;
-    if (p->n_defer) pgm_flush(p, wl_now_ns());
+    if (pgm_pending(p)) pgm_flush(p, wl_now_ns());
 }

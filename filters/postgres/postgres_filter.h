@@ -38,6 +38,11 @@ typedef struct {
         wl_metric id;
         int64_t delta;
     } defer[PGF_DEFER_SLOTS];
+    /* The fixed counters (postgres_stats.h) are held by index, not looked up
+     * in defer[]: several of them move on every message. */
+    int64_t held[PG_N_COUNTERS];
+    uint8_t held_idx[PG_N_COUNTERS]; /* PG_N_COUNTERS < 256 (static assert below) */
+    uint32_t n_held;
 
     wl_metric counters[PG_N_COUNTERS];
     wl_metric gauges[PG_N_GAUGES];
@@ -56,6 +61,8 @@ typedef struct {
     wl_metric tagged[PGF_MAX_TAG_VALUES + 1][PGF_MAX_TAG_VALUES + 1][PG_N_TAGGED];
 } pg_plugin;
 
+_Static_assert(PG_N_COUNTERS < 256, "held_idx holds counter indexes in a byte");
+
 /* postgres_metrics.c */
 int pgm_configure(wl_plugin *plugin, pg_plugin *p);
 wl_metric pgm_error_class(const pg_plugin *p, const char *sqlstate);
@@ -64,6 +71,17 @@ wl_metric pgm_login_failure(const pg_plugin *p, const char *sqlstate);
 void pgm_add(pg_plugin *p, wl_metric id, int64_t delta);
 /* Hand the deferred counter deltas to the callback's batch. */
 void pgm_flush(pg_plugin *p, uint64_t now);
+static inline int pgm_pending(const pg_plugin *p) { return p->n_defer || p->n_held; }
+/* A delta of fixed counter `idx` (PG_SESSIONS...): O(1) when deferred. */
+static inline void pgm_count(pg_plugin *p, int idx, int64_t delta) {
+    if (!p->flush_ns) {
+        wl_batch_add(p->counters[idx], delta);
+        return;
+    }
+    if (delta <= 0) return; /* counters only go up */
+    if (!p->held[idx]) p->held_idx[p->n_held++] = (uint8_t)idx;
+    p->held[idx] += delta;
+}
 /* Index of a tag value (0 = other), registering new ones up to the cap. */
 uint32_t pgm_tag_index(pg_plugin *p, int user, const char *value, size_t len);
 /* The tagged metrics of a (db, user) pair; NULL when tags are off. */

@@ -38,7 +38,7 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
                  (long long)flush_ms);
         return 0;
     }
-    if (p->n_defer) pgm_flush(p, wl_now_ns()); /* a reconfigure keeps earlier counts */
+    if (pgm_pending(p)) pgm_flush(p, wl_now_ns()); /* a reconfigure keeps earlier counts */
     p->flush_ns = (uint64_t)flush_ms * 1000000u;
     p->last_flush = wl_now_ns();
     wl_set_tick_ms((uint32_t)flush_ms);
@@ -80,6 +80,12 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
 void pgm_flush(pg_plugin *p, uint64_t now) {
     for (uint32_t i = 0; i < p->n_defer; i++) wl_batch_add(p->defer[i].id, p->defer[i].delta);
     p->n_defer = 0;
+    for (uint32_t i = 0; i < p->n_held; i++) {
+        uint8_t idx = p->held_idx[i];
+        wl_batch_add(p->counters[idx], p->held[idx]);
+        p->held[idx] = 0;
+    }
+    p->n_held = 0;
     p->last_flush = now;
 }
 
