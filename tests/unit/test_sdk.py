@@ -286,12 +286,17 @@ void wl_on_connection_end(wl_conn *c) {
 """
 
 
+def build_one_file(tmp_path_factory, name: str, source: str) -> Path:
+    """A one-source C project `name` built in a fresh directory."""
+    d = tmp_path_factory.mktemp(name)
+    (d / "wirelab.toml").write_text(f'name = "{name}"\nsources = ["{name}.c"]\n')
+    (d / f"{name}.c").write_text(source)
+    return build_project(Project.load(d)).wasm
+
+
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("probe")
-    (d / "wirelab.toml").write_text('name = "probe"\nsources = ["probe.c"]\n')
-    (d / "probe.c").write_text(PROBE_C)
-    return build_project(Project.load(d)).wasm
+    return build_one_file(tmp_path_factory, "probe", PROBE_C)
 
 
 def test_config_json_lookups(probe):
@@ -447,10 +452,7 @@ void wl_on_data(wl_conn *c, wl_read *r) { (void)c; wl_batch_add(bytes, (int64_t)
 
 @pytest.fixture(scope="module")
 def holder(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("hold")
-    (d / "wirelab.toml").write_text('name = "hold"\nsources = ["hold.c"]\n')
-    (d / "hold.c").write_text(HOLD_C)
-    return build_project(Project.load(d)).wasm
+    return build_one_file(tmp_path_factory, "hold", HOLD_C)
 
 
 def test_batch_hold_sends_counters_on_the_tick_and_at_the_connection_end(holder):
