@@ -13,7 +13,6 @@
 #define MAX_COMBOS 64
 #define SQL_KEEP 256
 #define OTHER_VALUE 0xff
-#define DEFER_SLOTS 96
 
 static const int error_codes[] = {
 #define ERR_CODE(c) c,
@@ -63,13 +62,6 @@ typedef struct {
     combo combos[MAX_COMBOS];
     int n_combos;
     combo overflow; /* database=other, user=other */
-    /* metrics_flush_ms > 0: counter deltas wait here, across callbacks, and
-     * reach Envoy at most every flush_ns (and when a connection ends): one
-     * host call per metric per interval instead of per callback. */
-    uint64_t flush_ns;
-    uint64_t last_flush;
-    int n_defer;
-    struct { wl_metric id; int64_t delta; } defer[DEFER_SLOTS];
 } plugin_state;
 
 typedef struct {
@@ -172,7 +164,6 @@ static combo *combo_for(plugin_state *s, conn_state *cs) {
 
 /* ------------------------------------------------------------- configure */
 
-static void flush_deferred(plugin_state *s, uint64_t now);
 
 int wl_on_configure(wl_plugin *p) {
     plugin_state *s = p->state;
@@ -204,10 +195,7 @@ int wl_on_configure(wl_plugin *p) {
         wl_error("mysql filter: metrics_flush_ms must be between 0 and 60000, not %lld", (long long)flush_ms);
         return 0;
     }
-    if (s->n_defer) flush_deferred(s, wl_now_ns()); /* a reconfigure keeps earlier counts */
-    s->flush_ns = (uint64_t)flush_ms * 1000000u;
-    s->last_flush = wl_now_ns();
-    wl_set_tick_ms((uint32_t)flush_ms);
+    wl_batch_hold_ms((uint32_t)flush_ms);
 
     for (int i = 0; i < MYSQL_STAT_COUNT; i++)
         s->stat[i] = scalar_gauge[i] ? wl_gauge("mysql.%s.%s", s->prefix, scalar_names[i])
@@ -242,32 +230,7 @@ int wl_on_configure(wl_plugin *p) {
 
 /* ---------------------------------------------------------------- events */
 
-static void flush_deferred(plugin_state *s, uint64_t now) {
-    for (int i = 0; i < s->n_defer; i++) wl_batch_add(s->defer[i].id, s->defer[i].delta);
-    s->n_defer = 0;
-    s->last_flush = now;
-}
-
-/* A counter delta: into the callback's batch, or deferred (metrics_flush_ms). */
-static void add(plugin_state *s, wl_metric id, int64_t delta) {
-    if (!s->flush_ns) {
-        wl_batch_add(id, delta);
-        return;
-    }
-    if (id == WL_METRIC_INVALID || delta == 0) return;
-    for (int i = 0; i < s->n_defer; i++) {
-        if (s->defer[i].id == id) {
-            s->defer[i].delta += delta;
-            return;
-        }
-    }
-    if (s->n_defer == DEFER_SLOTS) flush_deferred(s, s->last_flush);
-    s->defer[s->n_defer].id = id;
-    s->defer[s->n_defer].delta = delta;
-    s->n_defer++;
-}
-
-static void count(plugin_state *s, int id) { add(s, s->stat[id], 1); }
+static void count(plugin_state *s, int id) { wl_batch_add(s->stat[id], 1); }
 
 static void keep_sql(plugin_state *s, conn_state *cs, const wl_mysql_event *e) {
     size_t n = e->text_len < (size_t)s->slow_sql_bytes ? e->text_len : (size_t)s->slow_sql_bytes;
@@ -325,20 +288,20 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         break;
     case WL_MYSQL_EV_LOGIN_FAILED:
         count(s, MYSQL_STAT_LOGIN_FAILURES);
-        add(s, s->login_reason[login_reason_slot(e->err_code)], 1);
-        add(s, s->errors[error_slot(e->err_code)], 1);
+        wl_batch_add(s->login_reason[login_reason_slot(e->err_code)], 1);
+        wl_batch_add(s->errors[error_slot(e->err_code)], 1);
         cs->have_pending_user = 0;
         break;
     case WL_MYSQL_EV_COMPRESSED:
         count(s, MYSQL_STAT_COMPRESSED_SESSIONS);
         break;
     case WL_MYSQL_EV_COMMAND: {
-        add(s, s->commands[command_slot(e->command)], 1);
+        wl_batch_add(s->commands[command_slot(e->command)], 1);
         cs->started[e->cmd_no % WL_MYSQL_MAX_PENDING] = cs->now;
         switch (e->command) {
         case WL_MYSQL_COM_QUERY: {
             count(s, e->verb == WL_MYSQL_VERB_UNKNOWN ? MYSQL_STAT_QUERIES_PARSE_ERROR : MYSQL_STAT_QUERIES_PARSED);
-            add(s, combo_for(s, cs)->count[verb_slot(e->verb)], 1);
+            wl_batch_add(combo_for(s, cs)->count[verb_slot(e->verb)], 1);
             keep_sql(s, cs, e);
             if (s->tag_db && e->verb == WL_MYSQL_VERB_OTHER) {
                 int found;
@@ -350,7 +313,7 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         }
         case WL_MYSQL_COM_STMT_EXECUTE:
         case WL_MYSQL_COM_STMT_BULK_EXECUTE:
-            add(s, combo_for(s, cs)->count[verb_slot(e->verb)], 1);
+            wl_batch_add(combo_for(s, cs)->count[verb_slot(e->verb)], 1);
             cs->sql_len = 0;
             cs->sql_cmd_no = e->cmd_no;
             break;
@@ -358,7 +321,7 @@ static void on_event(void *ud, const wl_mysql_event *e) {
             keep_sql(s, cs, e);
             break;
         case WL_MYSQL_COM_STMT_CLOSE:
-            add(s, s->prepared[PREP_CLOSED], 1);
+            wl_batch_add(s->prepared[PREP_CLOSED], 1);
             break;
         case WL_MYSQL_COM_INIT_DB:
             if (s->tag_db) {
@@ -387,16 +350,16 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         if (e->outcome == WL_MYSQL_OUTCOME_NONE) break; /* no answer: nothing to time */
         uint64_t us = (cs->now - cs->started[e->cmd_no % WL_MYSQL_MAX_PENDING]) / 1000;
         wl_metric_record(s->command_us[command_slot(e->command)], us);
-        if (e->rows) add(s, s->stat[MYSQL_STAT_ROWS_RETURNED], (int64_t)e->rows);
-        if (e->affected_rows) add(s, s->stat[MYSQL_STAT_ROWS_AFFECTED], (int64_t)e->affected_rows);
-        if (e->warnings) add(s, s->stat[MYSQL_STAT_WARNINGS], e->warnings);
+        if (e->rows) wl_batch_add(s->stat[MYSQL_STAT_ROWS_RETURNED], (int64_t)e->rows);
+        if (e->affected_rows) wl_batch_add(s->stat[MYSQL_STAT_ROWS_AFFECTED], (int64_t)e->affected_rows);
+        if (e->warnings) wl_batch_add(s->stat[MYSQL_STAT_WARNINGS], e->warnings);
         int ok = e->outcome == WL_MYSQL_OUTCOME_OK;
         /* a failed COM_CHANGE_USER was counted at WL_MYSQL_EV_LOGIN_FAILED */
-        if (!ok && e->command != WL_MYSQL_COM_CHANGE_USER) add(s, s->errors[error_slot(e->err_code)], 1);
+        if (!ok && e->command != WL_MYSQL_COM_CHANGE_USER) wl_batch_add(s->errors[error_slot(e->err_code)], 1);
         int statement = e->command == WL_MYSQL_COM_QUERY || e->command == WL_MYSQL_COM_STMT_EXECUTE ||
                         e->command == WL_MYSQL_COM_STMT_BULK_EXECUTE;
-        if (e->command == WL_MYSQL_COM_STMT_PREPARE && ok) add(s, s->prepared[PREP_PREPARED], 1);
-        if (e->command == WL_MYSQL_COM_STMT_EXECUTE && ok) add(s, s->prepared[PREP_EXECUTED], 1);
+        if (e->command == WL_MYSQL_COM_STMT_PREPARE && ok) wl_batch_add(s->prepared[PREP_PREPARED], 1);
+        if (e->command == WL_MYSQL_COM_STMT_EXECUTE && ok) wl_batch_add(s->prepared[PREP_EXECUTED], 1);
         if (e->command == WL_MYSQL_COM_INIT_DB || e->command == WL_MYSQL_COM_QUERY) {
             if (ok && cs->have_pending_db) cs->db = cs->pending_db;
             cs->have_pending_db = 0;
@@ -440,30 +403,21 @@ void wl_on_new_connection(wl_conn *c) {
     cs->db = cs->user = OTHER_VALUE;
     wl_mysql_init(&cs->dec, on_event, cs);
     count(s, MYSQL_STAT_SESSIONS);
-    wl_batch_add(s->stat[MYSQL_STAT_SESSIONS_ACTIVE], 1); /* gauges: never deferred */
+    wl_metric_add(s->stat[MYSQL_STAT_SESSIONS_ACTIVE], 1); /* gauges are never held */
 }
 
 void wl_on_data(wl_conn *c, wl_read *r) {
     plugin_state *s = c->plugin->state;
     conn_state *cs = c->state;
-    if (!wl_mysql_active(&cs->dec) || r->size == 0) {
-        wl_batch_add(s->bytes[r->dir], (int64_t)r->size); /* no clock read to defer against */
-        return;
-    }
-    add(s, s->bytes[r->dir], (int64_t)r->size);
+    wl_batch_add(s->bytes[r->dir], (int64_t)r->size);
+    if (!wl_mysql_active(&cs->dec) || r->size == 0) return;
     cs->now = wl_now_ns();
     wl_mysql_feed(&cs->dec, r->dir, r->size, wl_read_fetch, r);
-    if (s->n_defer && cs->now - s->last_flush >= s->flush_ns) flush_deferred(s, cs->now);
 }
 
 void wl_on_connection_end(wl_conn *c) {
     plugin_state *s = c->plugin->state;
     /* a closed connection's counts are all visible once sessions_active drops */
-    if (s->n_defer) flush_deferred(s, wl_now_ns());
-    wl_batch_add(s->stat[MYSQL_STAT_SESSIONS_ACTIVE], -1);
-}
-
-void wl_on_tick(wl_plugin *p) {
-    plugin_state *s = p->state;
-    if (s->n_defer) flush_deferred(s, wl_now_ns());
+    wl_batch_flush();
+    wl_metric_add(s->stat[MYSQL_STAT_SESSIONS_ACTIVE], -1);
 }

@@ -60,7 +60,7 @@ WL_CONN_STATE(pg_conn)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-#define CNT(c, id, n) pgm_count((c)->p, PG_##id, (int64_t)(n))
+#define CNT(c, id, n) wl_batch_add((c)->p->counters[PG_##id], (int64_t)(n))
 
 static uint32_t name_hash(wl_pg_str s) {
     uint32_t h = 2166136261u;
@@ -86,7 +86,7 @@ static const wl_metric *tagged(pg_conn *c) { return pgm_tagged(c->p, c->db_tag, 
 
 static void tagged_add(pg_conn *c, int id, uint64_t n) {
     const wl_metric *t = tagged(c);
-    if (t) pgm_add(c->p, t[id], (int64_t)n);
+    if (t) wl_batch_add(t[id], (int64_t)n);
 }
 
 /* ---- the statement queue --------------------------------------------------------- */
@@ -231,10 +231,10 @@ static void on_error(pg_conn *c, const wl_pg_event *ev) {
     else if (str_is(sev, "FATAL")) CNT(c, ERRORS_FATAL, 1);
     else if (str_is(sev, "PANIC")) CNT(c, ERRORS_PANIC, 1);
     else CNT(c, ERRORS_UNKNOWN, 1);
-    pgm_add(c->p, pgm_error_class(c->p, state), 1);
+    wl_batch_add(pgm_error_class(c->p, state), 1);
     if (!c->ready) {
         CNT(c, LOGIN_FAILURES, 1);
-        pgm_add(c->p, pgm_login_failure(c->p, state), 1);
+        wl_batch_add(pgm_login_failure(c->p, state), 1);
         return;
     }
     c->cycle_error = 1;
@@ -264,7 +264,7 @@ static void on_notice(pg_conn *c, const wl_pg_event *ev) {
 static void on_ready(pg_conn *c, uint8_t status) {
     if (!c->ready) {
         c->ready = 1;
-        wl_batch_add(c->p->gauges[PG_SESSIONS_ACTIVE], 1);
+        wl_metric_add(c->p->gauges[PG_SESSIONS_ACTIVE], 1); /* gauges are never held */
     }
     /* Everything up to and including this Sync/Query/FunctionCall is done.
      * Did the client send anything that makes the server start a transaction
@@ -294,7 +294,7 @@ static void on_ready(pg_conn *c, uint8_t status) {
     if (c->txn && status == 'I') txn_end(c, -1, c->now); /* ended without a COMMIT/ROLLBACK tag */
     uint8_t block = status != 'I';
     if (block != c->in_block) {
-        wl_batch_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], block ? 1 : -1);
+        wl_metric_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], block ? 1 : -1);
         c->in_block = block;
     }
     if (!c->q_len) c->overflowed = 0;
@@ -389,7 +389,7 @@ static void on_client_message(pg_conn *c, const wl_pg_event *ev) {
         q_push(c, Q_FUNC);
         break;
     case 'd':
-        pgm_add(c->p, c->p->copy_bytes[WL_DIR_CLIENT], (int64_t)ev->length - 4);
+        wl_batch_add(c->p->copy_bytes[WL_DIR_CLIENT], (int64_t)ev->length - 4);
         break;
     case 'X':
         if (c->txn) txn_end(c, 0, c->now); /* contrib: Terminate inside a transaction */
@@ -424,7 +424,7 @@ static void on_server_message(pg_conn *c, const wl_pg_event *ev) {
     case 'G': CNT(c, COPY_IN, 1); c->copy_dir = 'G'; break;
     case 'H': CNT(c, COPY_OUT, 1); c->copy_dir = 'H'; break;
     case 'W': CNT(c, COPY_BOTH, 1); c->copy_dir = 'W'; break;
-    case 'd': pgm_add(c->p, c->p->copy_bytes[WL_DIR_SERVER], (int64_t)ev->length - 4); break;
+    case 'd': wl_batch_add(c->p->copy_bytes[WL_DIR_SERVER], (int64_t)ev->length - 4); break;
     default: break;
     }
 }
@@ -496,14 +496,10 @@ void wl_on_new_connection(wl_conn *conn) {
 void wl_on_data(wl_conn *conn, wl_read *read) {
     pg_conn *c = conn->state;
     pg_plugin *p = c->p;
-    if (!wl_pg_active(&c->dec) || read->size == 0) {
-        wl_batch_add(p->bytes[read->dir], (int64_t)read->size); /* no clock read to defer against */
-        return;
-    }
-    pgm_add(p, p->bytes[read->dir], (int64_t)read->size);
+    wl_batch_add(p->bytes[read->dir], (int64_t)read->size);
+    if (!wl_pg_active(&c->dec) || read->size == 0) return;
     c->now = wl_now_ns();
     wl_pg_feed(&c->dec, read->dir, read->size, wl_read_fetch, read);
-    if (pgm_pending(p) && c->now - p->last_flush >= p->flush_ns) pgm_flush(p, c->now);
 }
 
 void wl_on_connection_end(wl_conn *conn) {
@@ -511,12 +507,7 @@ void wl_on_connection_end(wl_conn *conn) {
     c->now = wl_now_ns();
     if (c->txn) txn_end(c, 0, c->now); /* the server rolls back an open transaction */
     /* a closed connection's counts are all visible once sessions_active drops */
-    if (pgm_pending(c->p)) pgm_flush(c->p, c->now);
-    if (c->ready) wl_batch_add(c->p->gauges[PG_SESSIONS_ACTIVE], -1);
-    if (c->in_block) wl_batch_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], -1);
-}
-
-void wl_on_tick(wl_plugin *plugin) {
-    pg_plugin *p = plugin->state;
-    if (pgm_pending(p)) pgm_flush(p, wl_now_ns());
+    wl_batch_flush();
+    if (c->ready) wl_metric_add(c->p->gauges[PG_SESSIONS_ACTIVE], -1);
+    if (c->in_block) wl_metric_add(c->p->gauges[PG_SESSIONS_IN_TRANSACTION], -1);
 }

@@ -17,9 +17,6 @@
 #define PGF_MAX_TAG_VALUES 32
 #define PGF_TAG_LEN 48
 
-/* Counters deferred across callbacks (metrics_flush_ms > 0). */
-#define PGF_DEFER_SLOTS 64
-
 #define PGF_N_CLASSES 43
 #define PGF_N_LOGIN_CODES 8
 
@@ -29,21 +26,6 @@ typedef struct {
     uint32_t slow_log_sql_bytes;
     int tag_database, tag_user;
     uint32_t max_values;
-    /* metrics_flush_ms > 0: counter deltas wait here, across callbacks, and
-     * reach Envoy at most every flush_ns (on the tick, and when a connection
-     * ends): one host call per counter per interval instead of per callback. */
-    uint64_t flush_ns, last_flush;
-    uint32_t n_defer;
-    struct {
-        wl_metric id;
-        int64_t delta;
-    } defer[PGF_DEFER_SLOTS];
-    /* The fixed counters (postgres_stats.h) are held by index, not looked up
-     * in defer[]: several of them move on every message. */
-    int64_t held[PG_N_COUNTERS];
-    uint8_t held_idx[PG_N_COUNTERS]; /* PG_N_COUNTERS < 256 (static assert below) */
-    uint32_t n_held;
-
     wl_metric counters[PG_N_COUNTERS];
     wl_metric gauges[PG_N_GAUGES];
     wl_metric histograms[PG_N_HISTOGRAMS];
@@ -61,27 +43,10 @@ typedef struct {
     wl_metric tagged[PGF_MAX_TAG_VALUES + 1][PGF_MAX_TAG_VALUES + 1][PG_N_TAGGED];
 } pg_plugin;
 
-_Static_assert(PG_N_COUNTERS < 256, "held_idx holds counter indexes in a byte");
-
 /* postgres_metrics.c */
 int pgm_configure(wl_plugin *plugin, pg_plugin *p);
 wl_metric pgm_error_class(const pg_plugin *p, const char *sqlstate);
 wl_metric pgm_login_failure(const pg_plugin *p, const char *sqlstate);
-/* A counter delta: into the callback's batch, or deferred (metrics_flush_ms). */
-void pgm_add(pg_plugin *p, wl_metric id, int64_t delta);
-/* Hand the deferred counter deltas to the callback's batch. */
-void pgm_flush(pg_plugin *p, uint64_t now);
-static inline int pgm_pending(const pg_plugin *p) { return p->n_defer || p->n_held; }
-/* A delta of fixed counter `idx` (PG_SESSIONS...): O(1) when deferred. */
-static inline void pgm_count(pg_plugin *p, int idx, int64_t delta) {
-    if (!p->flush_ns) {
-        wl_batch_add(p->counters[idx], delta);
-        return;
-    }
-    if (delta <= 0) return; /* counters only go up */
-    if (!p->held[idx]) p->held_idx[p->n_held++] = (uint8_t)idx;
-    p->held[idx] += delta;
-}
 /* Index of a tag value (0 = other), registering new ones up to the cap. */
 uint32_t pgm_tag_index(pg_plugin *p, int user, const char *value, size_t len);
 /* The tagged metrics of a (db, user) pair; NULL when tags are off. */

@@ -38,10 +38,7 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
                  (long long)flush_ms);
         return 0;
     }
-    if (pgm_pending(p)) pgm_flush(p, wl_now_ns()); /* a reconfigure keeps earlier counts */
-    p->flush_ns = (uint64_t)flush_ms * 1000000u;
-    p->last_flush = wl_now_ns();
-    wl_set_tick_ms((uint32_t)flush_ms);
+    wl_batch_hold_ms((uint32_t)flush_ms);
     p->tag_database = wl_config_bool(plugin, "tags.database", 0);
     p->tag_user = wl_config_bool(plugin, "tags.user", 0);
 
@@ -75,36 +72,6 @@ int pgm_configure(wl_plugin *plugin, pg_plugin *p) {
     strcpy(p->user_values[0], "other");
     p->n_db = p->n_user = 0;
     return 1;
-}
-
-void pgm_flush(pg_plugin *p, uint64_t now) {
-    for (uint32_t i = 0; i < p->n_defer; i++) wl_batch_add(p->defer[i].id, p->defer[i].delta);
-    p->n_defer = 0;
-    for (uint32_t i = 0; i < p->n_held; i++) {
-        uint8_t idx = p->held_idx[i];
-        wl_batch_add(p->counters[idx], p->held[idx]);
-        p->held[idx] = 0;
-    }
-    p->n_held = 0;
-    p->last_flush = now;
-}
-
-void pgm_add(pg_plugin *p, wl_metric id, int64_t delta) {
-    if (!p->flush_ns) {
-        wl_batch_add(id, delta);
-        return;
-    }
-    if (id == WL_METRIC_INVALID || delta == 0) return;
-    for (uint32_t i = 0; i < p->n_defer; i++) {
-        if (p->defer[i].id == id) {
-            p->defer[i].delta += delta;
-            return;
-        }
-    }
-    if (p->n_defer == PGF_DEFER_SLOTS) pgm_flush(p, p->last_flush);
-    p->defer[p->n_defer].id = id;
-    p->defer[p->n_defer].delta = delta;
-    p->n_defer++;
 }
 
 wl_metric pgm_error_class(const pg_plugin *p, const char *sqlstate) {

@@ -46,6 +46,7 @@ typedef struct wl_plugin {
     void *state;        /* zeroed WL_PLUGIN_STATE type, or NULL */
     const char *config; /* plugin configuration bytes, NUL-terminated ("" if none) */
     size_t config_len;
+    struct wl_batch *batch; /* the SDK's: this plugin's metric batch */
 } wl_plugin;
 
 /* One downstream connection (stream context). */
@@ -123,11 +124,13 @@ uint64_t wl_metric_get(wl_metric id);              /* counter or gauge; 0 on err
  * returns (or by wl_batch_flush). Zero net deltas are dropped. */
 void wl_batch_add(wl_metric id, int64_t delta);
 void wl_batch_flush(void);
-/* period_ms > 0: the batch outlives data callbacks and reaches Envoy on a tick
- * every period_ms, when it fills, and when a connection opens, closes or ends,
- * so a data callback costs no metric host call at all; counts lag by up to
- * period_ms while connections stay open. 0 (the default): flushed after every
- * callback. Starts the tick (wl_set_tick_ms), which wl_on_tick shares. */
+/* Call in wl_on_configure. period_ms > 0: this plugin's batch outlives data
+ * callbacks and reaches Envoy on its tick every period_ms, when it fills, and
+ * when one of its connections closes or ends, so a data or new-connection
+ * callback costs no metric host call at all; counts lag by up to period_ms while connections
+ * stay open. 0 (the default): flushed after every callback. Starts the tick
+ * (wl_set_tick_ms), which wl_on_tick shares. Each plugin instance has its own
+ * batch and setting, also when several share a VM. */
 void wl_batch_hold_ms(uint32_t period_ms);
 
 /* ---- logging -------------------------------------------------------------- */

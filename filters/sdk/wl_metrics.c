@@ -107,40 +107,96 @@ uint64_t wl_metric_get(wl_metric id) {
 }
 
 /* ---- batching ------------------------------------------------------------------
- * A callback typically touches a handful of metrics many times (one per
- * message); a linear scan of a small array beats hashing at that size. */
-static struct {
-    wl_metric id;
-    int64_t delta;
-} wl__batch[WL_BATCH_SLOTS];
-static uint32_t wl__batch_len;
+ * One batch per plugin instance: a plugin that holds its counters
+ * (wl_batch_hold_ms) must not have them sent by another plugin's callbacks or
+ * tick in the same VM. A callback adds to the batch of the plugin it runs for.
+ * Adds are O(1) (open addressing on the metric id): with counters held, a
+ * batch carries every counter touched since the last tick, and several of
+ * them move on every message. */
+#define WL_BATCH_TABLE (2 * WL_BATCH_SLOTS)
 
-uint32_t wl__batch_hold_ms;
+typedef struct wl_batch {
+    uint32_t hold_ms;
+    uint32_t len;
+    uint16_t used[WL_BATCH_SLOTS]; /* occupied table slots, in insertion order */
+    struct {
+        wl_metric id; /* WL_METRIC_INVALID: empty */
+        int64_t delta;
+    } slot[WL_BATCH_TABLE];
+} wl_batch;
+
+static wl_batch wl__vm_batch; /* callbacks with no plugin (proxy_on_vm_start) */
+static wl_batch *wl__cur = &wl__vm_batch;
+
+static void wl__batch_clear(wl_batch *b) {
+    memset(b->slot, 0xff, sizeof b->slot); /* every id WL_METRIC_INVALID */
+    b->len = 0;
+}
+
+void wl__batch_enter(wl_plugin *p) {
+    if (!p) {
+        if (!wl__vm_batch.len) wl__batch_clear(&wl__vm_batch);
+        wl__cur = &wl__vm_batch;
+        return;
+    }
+    if (!p->batch) {
+        wl_batch *b = malloc(sizeof *b);
+        if (!b) { /* out of memory: share the VM's batch, sent after every callback */
+            wl__cur = &wl__vm_batch;
+            return;
+        }
+        b->hold_ms = 0;
+        wl__batch_clear(b);
+        p->batch = b;
+    }
+    wl__cur = p->batch;
+}
+
+int wl__batch_held(void) { return wl__cur->hold_ms != 0; }
+
+void wl__batch_free(wl_plugin *p) {
+    if (!p->batch) return;
+    wl__cur = p->batch;
+    wl_batch_flush();
+    wl__cur = &wl__vm_batch;
+    free(p->batch);
+    p->batch = NULL;
+}
 
 void wl_batch_hold_ms(uint32_t period_ms) {
-    wl__batch_hold_ms = period_ms;
+    if (wl__cur == &wl__vm_batch) return; /* outside a plugin's callback: nothing to hold */
+    wl__cur->hold_ms = period_ms;
     wl_set_tick_ms(period_ms);
 }
 
 void wl_batch_flush(void) {
-    for (uint32_t i = 0; i < wl__batch_len; i++) {
-        wl_metric_add(wl__batch[i].id, wl__batch[i].delta);
+    wl_batch *b = wl__cur;
+    for (uint32_t i = 0; i < b->len; i++) {
+        uint16_t at = b->used[i];
+        wl_metric_add(b->slot[at].id, b->slot[at].delta);
+        b->slot[at].id = WL_METRIC_INVALID;
     }
-    wl__batch_len = 0;
+    b->len = 0;
 }
 
 void wl_batch_add(wl_metric id, int64_t delta) {
     if (id == WL_METRIC_INVALID || delta == 0) return;
-    for (uint32_t i = 0; i < wl__batch_len; i++) {
-        if (wl__batch[i].id == id) {
-            wl__batch[i].delta += delta;
+    wl_batch *b = wl__cur;
+    uint32_t at = (id * 2654435761u) % WL_BATCH_TABLE;
+    while (b->slot[at].id != WL_METRIC_INVALID) {
+        if (b->slot[at].id == id) {
+            b->slot[at].delta += delta;
             return;
         }
+        at = (at + 1) % WL_BATCH_TABLE;
     }
-    if (wl__batch_len == WL_BATCH_SLOTS) wl_batch_flush();
-    wl__batch[wl__batch_len].id = id;
-    wl__batch[wl__batch_len].delta = delta;
-    wl__batch_len++;
+    if (b->len == WL_BATCH_SLOTS) { /* full: send it, then start over */
+        wl_batch_flush();
+        at = (id * 2654435761u) % WL_BATCH_TABLE;
+    }
+    b->slot[at].id = id;
+    b->slot[at].delta = delta;
+    b->used[b->len++] = (uint16_t)at;
 }
 
 void wl_sanitize_tag(char *s) {

@@ -10,7 +10,10 @@
 
 /* Batch flushing lives in wl_metrics.c; every callback ends with it. */
 void wl_batch_flush(void);
-extern uint32_t wl__batch_hold_ms;
+/* wl_metrics.c: the batch of the plugin the current callback runs for */
+void wl__batch_enter(wl_plugin *p);
+int wl__batch_held(void);
+void wl__batch_free(wl_plugin *p);
 
 /* ---- allocator -------------------------------------------------------------
  * The host copies data into the module through this allocator. Right before a
@@ -204,6 +207,7 @@ static wl_plugin *wl__new_plugin(uint32_t id) {
 }
 
 static void wl__free_plugin(wl_plugin *p) {
+    wl__batch_free(p); /* sends what it still held */
     if (p->config_len) free((void *)p->config);
     free(p->state);
     free(p);
@@ -236,6 +240,7 @@ WL_EXPORT(proxy_on_vm_start)
 uint32_t wl__on_vm_start(uint32_t id, uint32_t vm_config_size) {
     (void)id;
     (void)vm_config_size;
+    wl__batch_enter(NULL);
     int ok = wl_on_vm_start();
     wl_batch_flush();
     return ok ? 1 : 0;
@@ -266,6 +271,8 @@ uint32_t wl__on_configure(uint32_t id, uint32_t config_size) {
             p->config_len = size;
         }
     }
+    wl__batch_enter(p);
+    wl_batch_flush(); /* a reconfigure keeps the counts held so far */
     int ok = wl_on_configure(p);
     wl_batch_flush();
     return ok ? 1 : 0;
@@ -275,8 +282,9 @@ WL_EXPORT(proxy_on_new_connection)
 uint32_t wl__on_new_connection(uint32_t id) {
     wl_conn *c = wl__conn(id);
     if (c) {
+        wl__batch_enter(c->plugin);
         wl_on_new_connection(c);
-        wl_batch_flush();
+        if (!wl__batch_held()) wl_batch_flush();
     }
     return 0; /* CONTINUE */
 }
@@ -286,8 +294,9 @@ static uint32_t wl__data(uint32_t id, wl_dir dir, uint32_t size, uint32_t eos) {
     if (!c) return 0;
     c->bytes[dir] += size;
     wl_read r = {dir, size, (int)eos, 0, 0};
+    wl__batch_enter(c->plugin);
     wl_on_data(c, &r);
-    if (!wl__batch_hold_ms) wl_batch_flush();
+    if (!wl__batch_held()) wl_batch_flush();
     return 0; /* CONTINUE: filters never hold traffic */
 }
 
@@ -305,6 +314,7 @@ static void wl__close(uint32_t id, wl_dir side, uint32_t peer) {
     wl_conn *c = wl__conn(id);
     if (!c) return;
     c->closed[side] = 1;
+    wl__batch_enter(c->plugin);
     wl_on_close(c, side, (wl_peer)peer);
     wl_batch_flush();
 }
@@ -318,6 +328,7 @@ void wl__on_upstream_close(uint32_t id, uint32_t peer) { wl__close(id, WL_DIR_SE
 static void wl__end(wl_conn *c) {
     if (c->ended) return;
     c->ended = 1;
+    wl__batch_enter(c->plugin);
     wl_on_connection_end(c);
     wl_batch_flush();
 }
@@ -352,6 +363,7 @@ WL_EXPORT(proxy_on_tick)
 void wl__on_tick(uint32_t id) {
     wl_plugin *p = wl__plugin(id);
     if (!p) return;
+    wl__batch_enter(p);
     wl_on_tick(p);
     wl_batch_flush();
 }

@@ -438,15 +438,20 @@ def test_json_reader_never_traps_on_garbage(json_host, junk, key):
 HOLD_C = r"""
 #include "wirelab_filter.h"
 
-static wl_metric bytes;
+typedef struct { wl_metric bytes; } plugin_state;
+WL_PLUGIN_STATE(plugin_state)
 
 int wl_on_configure(wl_plugin *p) {
-    bytes = wl_counter("hold.bytes");
+    char prefix[16];
+    wl_config_string(p, "stat_prefix", prefix, sizeof prefix, "x");
+    ((plugin_state *)p->state)->bytes = wl_counter("hold.%s.bytes", prefix);
     wl_batch_hold_ms((uint32_t)wl_config_int(p, "hold_ms", 0));
     return 1;
 }
 
-void wl_on_data(wl_conn *c, wl_read *r) { (void)c; wl_batch_add(bytes, (int64_t)r->size); }
+void wl_on_data(wl_conn *c, wl_read *r) {
+    wl_batch_add(((plugin_state *)c->plugin->state)->bytes, (int64_t)r->size);
+}
 """
 
 
@@ -465,14 +470,14 @@ def test_batch_hold_sends_counters_on_the_tick_and_at_the_connection_end(holder)
         host.data(2, DOWNSTREAM, b"x" * n)
     # three reads, no metric host call yet
     assert host.calls.get("proxy_increment_metric", 0) == calls
-    assert host.metric("hold.bytes") == 0
+    assert host.metric("hold.x.bytes") == 0
     host.call("proxy_on_tick", 1)
-    assert host.metric("hold.bytes") == 60
+    assert host.metric("hold.x.bytes") == 60
     assert host.calls["proxy_increment_metric"] - calls == 1  # one call for the three reads
     host.data(2, UPSTREAM, b"y" * 7)
-    assert host.metric("hold.bytes") == 60
+    assert host.metric("hold.x.bytes") == 60
     host.close(2)
-    assert host.metric("hold.bytes") == 67
+    assert host.metric("hold.x.bytes") == 67
 
 
 def test_batch_without_hold_sends_counters_after_each_read(holder):
@@ -481,4 +486,24 @@ def test_batch_without_hold_sends_counters_after_each_read(holder):
     host.call("proxy_on_context_create", 2, 1)
     host.call("proxy_on_new_connection", 2)
     host.data(2, DOWNSTREAM, b"x" * 10)
-    assert host.metric("hold.bytes") == 10
+    assert host.metric("hold.x.bytes") == 10
+
+
+def test_each_plugin_holds_its_own_batch(holder):
+    """Two plugin instances in one VM: one holds its counters, one does not.
+    The other's callbacks and ticks never send (or hold) the first one's."""
+    host = RecordingHost(holder)
+    assert host.start_plugin(1, {"hold_ms": 500, "stat_prefix": "lazy"}) == 1
+    assert host.start_plugin(2, {"stat_prefix": "eager"}) == 1
+    host.call("proxy_on_context_create", 10, 1)
+    host.call("proxy_on_new_connection", 10)
+    host.call("proxy_on_context_create", 20, 2)
+    host.call("proxy_on_new_connection", 20)
+    host.data(10, DOWNSTREAM, b"a" * 5)
+    host.data(20, DOWNSTREAM, b"b" * 3)
+    assert host.metric("hold.eager.bytes") == 3
+    assert host.metric("hold.lazy.bytes") == 0
+    host.call("proxy_on_tick", 2)
+    assert host.metric("hold.lazy.bytes") == 0
+    host.call("proxy_on_tick", 1)
+    assert host.metric("hold.lazy.bytes") == 5
