@@ -37,6 +37,14 @@ EXTENDED = (msg(b"P", b"s1\0insert into t values ($1)\0\0\0") + msg(b"B", b"p1\0
             + msg(b"E", b"p1\0\0\0\0\x05") + msg(b"S"))
 
 
+def logged_in(emu: Emulator) -> Any:
+    """A connection past startup and authentication (what the tests feed next)."""
+    c = emu.connect()
+    c.downstream(startup("u", "d"))
+    c.upstream(HELLO)
+    return c
+
+
 def infos(emu: Emulator) -> list[str]:
     return [m for m in emu.logs.at("info") if not m.startswith("lua: ")]
 
@@ -89,9 +97,7 @@ def test_direct_field_reads_and_absent_fields(runtime: Path) -> None:
           end
         end
         """)
-    c = emu.connect()
-    c.downstream(startup("u", "d"))
-    c.upstream(HELLO)
+    c = logged_in(emu)
     c.downstream(QUERY)
     c.upstream(ROWS + DONE)
     assert infos(emu) == [
@@ -116,9 +122,7 @@ def test_message_is_valid_only_during_its_callback(runtime: Path) -> None:
           print(pcall(function() return kept.sql end))
         end
         """)
-    c = emu.connect()
-    c.downstream(startup("u", "d"))
-    c.upstream(HELLO)
+    c = logged_in(emu)
     c.downstream(QUERY)
     c.upstream(ROWS + DONE)
     c.close()
@@ -141,9 +145,7 @@ def test_an_error_aborts_one_message_not_the_rest_of_the_read(runtime: Path) -> 
           seen:inc()
         end
         """)
-    c = emu.connect()
-    c.downstream(startup("u", "d"))
-    c.upstream(HELLO)
+    c = logged_in(emu)
     c.downstream(QUERY)
     row = msg(b"D", b"\0\0")
     c.upstream(ROWS + row + DONE)  # T D D C Z in one read
@@ -246,9 +248,7 @@ def _spent(stores: list[wasmtime.Store]) -> int:
 def _per_transaction(runtime: Path, stores: list[wasmtime.Store], script: str,
                      client: bytes, server: bytes, n: int = 50) -> float:
     emu = load(runtime, script)
-    c = emu.connect()
-    c.downstream(startup("u", "d"))
-    c.upstream(HELLO)
+    c = logged_in(emu)
     before = 0
     for i in range(n + 1):
         if i == 1:
