@@ -42,6 +42,9 @@ typedef struct {
     uint8_t cycle_begin;   /* server: a BEGIN completed since the last ReadyForQuery */
     uint8_t cycle_error;   /* server: an ErrorResponse since the last ReadyForQuery */
     uint32_t db_tag, user_tag;
+    uint8_t tags_on;          /* database or user tags are configured */
+    const wl_metric *tagged;  /* this connection's (database, user) metrics, once used */
+    uint32_t messages;       /* messages decoded in the current read */
     uint64_t txn_start_ns, rollback_ns, last_done_ns;
 
     /* statements awaiting completion, FIFO ring */
@@ -68,12 +71,11 @@ static uint32_t name_hash(wl_pg_str s) {
     return h ? h : 1;
 }
 
+/* A plain copy: newlines and tabs become spaces only when a slow statement is
+ * logged, not on every statement. */
 static uint8_t keep_sql(char *dst, wl_pg_str sql) {
     uint32_t n = sql.len < PGF_SQL_KEEP ? sql.len : PGF_SQL_KEEP;
-    for (uint32_t i = 0; i < n; i++) {
-        char ch = sql.ptr[i];
-        dst[i] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : ch;
-    }
+    memcpy(dst, sql.ptr, n);
     return (uint8_t)n;
 }
 
@@ -82,11 +84,11 @@ static int str_is(wl_pg_str s, const char *lit) {
     return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
-static const wl_metric *tagged(pg_conn *c) { return pgm_tagged(c->p, c->db_tag, c->user_tag); }
-
 static void tagged_add(pg_conn *c, int id, uint64_t n) {
-    const wl_metric *t = tagged(c);
-    if (t) wl_batch_add(t[id], (int64_t)n);
+    if (!c->tags_on) return;
+    /* defined on first use, as before the startup message they were unknown */
+    if (!c->tagged) c->tagged = pgm_tagged(c->p, c->db_tag, c->user_tag);
+    if (c->tagged) wl_batch_add(c->tagged[id], (int64_t)n);
 }
 
 /* ---- the statement queue --------------------------------------------------------- */
@@ -126,6 +128,8 @@ static void record_latency(pg_conn *c, pending *e, wl_pg_cmd kind) {
     if (c->p->slow_threshold_us && us >= c->p->slow_threshold_us) {
         CNT(c, SLOW_STATEMENTS, 1);
         uint32_t n = e->sql_len < c->p->slow_log_sql_bytes ? e->sql_len : c->p->slow_log_sql_bytes;
+        for (uint32_t i = 0; i < n; i++) /* one log line per statement */
+            if (e->sql[i] == '\n' || e->sql[i] == '\r' || e->sql[i] == '\t') e->sql[i] = ' ';
         wl_warn("postgres.%s slow statement: %llu ms type=%s sql=\"%.*s%s\"", c->p->prefix,
                 (unsigned long long)(us / 1000u), wl_pg_cmd_name(kind), (int)n, e->sql,
                 n < e->sql_len || e->sql_len == PGF_SQL_KEEP ? "..." : "");
@@ -433,14 +437,9 @@ static void on_event(void *user, const wl_pg_event *ev) {
     pg_conn *c = user;
     switch (ev->kind) {
     case WL_PG_EV_MESSAGE:
-        CNT(c, MESSAGES, 1);
-        if (ev->dir == WL_DIR_CLIENT) {
-            CNT(c, MESSAGES_FRONTEND, 1);
-            on_client_message(c, ev);
-        } else {
-            CNT(c, MESSAGES_BACKEND, 1);
-            on_server_message(c, ev);
-        }
+        c->messages++; /* counted once per read, in wl_on_data */
+        if (ev->dir == WL_DIR_CLIENT) on_client_message(c, ev);
+        else on_server_message(c, ev);
         break;
     case WL_PG_EV_STARTUP:
         if (c->p->tag_database) {
@@ -449,11 +448,11 @@ static void on_event(void *user, const wl_pg_event *ev) {
         }
         if (c->p->tag_user)
             c->user_tag = pgm_tag_index(c->p, 1, ev->u.startup.user.ptr, ev->u.startup.user.len);
+        c->tagged = NULL; /* the tag values just changed */
         break;
     case WL_PG_EV_SSL_REQUEST:
     case WL_PG_EV_GSSENC_REQUEST:
-        CNT(c, MESSAGES, 1);
-        CNT(c, MESSAGES_FRONTEND, 1);
+        c->messages++;
         if (ev->kind == WL_PG_EV_SSL_REQUEST) CNT(c, SSL_REQUESTS, 1);
         else CNT(c, GSSENC_REQUESTS, 1);
         break;
@@ -489,6 +488,7 @@ void wl_on_new_connection(wl_conn *conn) {
     pg_conn *c = conn->state;
     c->conn = conn;
     c->p = conn->plugin->state;
+    c->tags_on = c->p->tag_database || c->p->tag_user;
     wl_pg_init(&c->dec, &callbacks, c);
     CNT(c, CONNECTIONS, 1);
 }
@@ -500,6 +500,12 @@ void wl_on_data(wl_conn *conn, wl_read *read) {
     if (!wl_pg_active(&c->dec) || read->size == 0) return;
     c->now = wl_now_ns();
     wl_pg_feed(&c->dec, read->dir, read->size, wl_read_fetch, read);
+    if (c->messages) {
+        CNT(c, MESSAGES, c->messages);
+        if (read->dir == WL_DIR_CLIENT) CNT(c, MESSAGES_FRONTEND, c->messages);
+        else CNT(c, MESSAGES_BACKEND, c->messages);
+        c->messages = 0;
+    }
 }
 
 void wl_on_connection_end(wl_conn *conn) {

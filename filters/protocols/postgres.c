@@ -7,14 +7,21 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static uint32_t cstrlen(const uint8_t *p, uint32_t cap, int *terminated) {
-    const uint8_t *z = memchr(p, 0, cap);
-    if (z) {
-        if (terminated) *terminated = 1;
-        return (uint32_t)(z - p);
+/* Length of the NUL-terminated string at `p`, looking at `cap` bytes at most
+ * (`cap` when there is no NUL). Eight bytes per step: this runs over every SQL
+ * text and name on the wire, and the Wasm libc's memchr takes four at a time
+ * behind a call. */
+static inline uint32_t cstrlen(const uint8_t *p, uint32_t cap, int *terminated) {
+    uint32_t i = 0;
+    while (cap - i >= 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull) break; /* a zero byte */
+        i += 8;
     }
-    if (terminated) *terminated = 0;
-    return cap;
+    while (i < cap && p[i]) i++;
+    if (terminated) *terminated = i < cap;
+    return i;
 }
 
 static wl_pg_str mkstr(const uint8_t *p, uint32_t len) {
@@ -62,68 +69,79 @@ const char *wl_pg_cmd_name(wl_pg_cmd cmd) {
     return (unsigned)cmd < WL_PG_CMD__COUNT ? cmd_names[cmd] : "other";
 }
 
-wl_pg_cmd wl_pg_cmd_from_verb(const char *v, size_t n) {
-    switch (n) {
-    case 3:
-        if (ieq(v, n, "END")) return WL_PG_CMD_COMMIT;
-        break;
-    case 4:
-        if (ieq(v, n, "COPY")) return WL_PG_CMD_COPY;
-        if (ieq(v, n, "MOVE")) return WL_PG_CMD_MOVE;
-        if (ieq(v, n, "DROP")) return WL_PG_CMD_DDL;
-        if (ieq(v, n, "WITH")) return WL_PG_CMD_SELECT;
-        break;
-    case 5:
-        if (ieq(v, n, "BEGIN")) return WL_PG_CMD_BEGIN;
-        if (ieq(v, n, "START")) return WL_PG_CMD_BEGIN;
-        if (ieq(v, n, "MERGE")) return WL_PG_CMD_MERGE;
-        if (ieq(v, n, "FETCH")) return WL_PG_CMD_FETCH;
-        if (ieq(v, n, "ALTER")) return WL_PG_CMD_DDL;
-        if (ieq(v, n, "GRANT")) return WL_PG_CMD_DDL;
-        if (ieq(v, n, "ABORT")) return WL_PG_CMD_ROLLBACK;
-        if (ieq(v, n, "TABLE")) return WL_PG_CMD_SELECT;
-        break;
-    case 6:
-        if (ieq(v, n, "SELECT")) return WL_PG_CMD_SELECT;
-        if (ieq(v, n, "INSERT")) return WL_PG_CMD_INSERT;
-        if (ieq(v, n, "UPDATE")) return WL_PG_CMD_UPDATE;
-        if (ieq(v, n, "DELETE")) return WL_PG_CMD_DELETE;
-        if (ieq(v, n, "COMMIT")) return WL_PG_CMD_COMMIT;
-        if (ieq(v, n, "CREATE")) return WL_PG_CMD_DDL;
-        if (ieq(v, n, "REVOKE")) return WL_PG_CMD_DDL;
-        if (ieq(v, n, "VALUES")) return WL_PG_CMD_SELECT;
-        break;
-    case 7:
-        if (ieq(v, n, "RELEASE")) return WL_PG_CMD_SAVEPOINT;
-        if (ieq(v, n, "COMMENT")) return WL_PG_CMD_DDL;
-        break;
-    case 8:
-        if (ieq(v, n, "ROLLBACK")) return WL_PG_CMD_ROLLBACK;
-        if (ieq(v, n, "TRUNCATE")) return WL_PG_CMD_DDL;
-        break;
-    case 9:
-        if (ieq(v, n, "SAVEPOINT")) return WL_PG_CMD_SAVEPOINT;
-        break;
-    default:
-        break;
+/* Up to 8 bytes, ASCII letters upper-cased, packed big-endian into one word:
+ * a verb is then one integer compare. Words of different lengths never
+ * collide, as every verb starts with a letter (a non-zero top byte). */
+static uint64_t pack_upper(const char *s, size_t n) {
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        w = (w << 8) | (uint8_t)(c - ((uint8_t)(c - 'a') < 26u ? 32 : 0));
     }
-    return WL_PG_CMD_OTHER;
+    return w;
+}
+
+#define W2(a, b) (((uint64_t)(a) << 8) | (uint64_t)(b))
+#define W3(a, b, c) ((W2(a, b) << 8) | (uint64_t)(c))
+#define W4(a, b, c, d) ((W3(a, b, c) << 8) | (uint64_t)(d))
+#define W5(a, b, c, d, e) ((W4(a, b, c, d) << 8) | (uint64_t)(e))
+#define W6(a, b, c, d, e, f) ((W5(a, b, c, d, e) << 8) | (uint64_t)(f))
+#define W7(a, b, c, d, e, f, g) ((W6(a, b, c, d, e, f) << 8) | (uint64_t)(g))
+#define W8(a, b, c, d, e, f, g, h) ((W7(a, b, c, d, e, f, g) << 8) | (uint64_t)(h))
+
+wl_pg_cmd wl_pg_cmd_from_verb(const char *v, size_t n) {
+    if (n == 9) /* SAVEPOINT, the only verb longer than a word */
+        return pack_upper(v, 8) == W8('S', 'A', 'V', 'E', 'P', 'O', 'I', 'N') &&
+                       (v[8] == 'T' || v[8] == 't')
+                   ? WL_PG_CMD_SAVEPOINT
+                   : WL_PG_CMD_OTHER;
+    if (n < 3 || n > 8) return WL_PG_CMD_OTHER;
+    switch (pack_upper(v, n)) {
+    case W6('S', 'E', 'L', 'E', 'C', 'T'): return WL_PG_CMD_SELECT;
+    case W6('I', 'N', 'S', 'E', 'R', 'T'): return WL_PG_CMD_INSERT;
+    case W6('U', 'P', 'D', 'A', 'T', 'E'): return WL_PG_CMD_UPDATE;
+    case W6('D', 'E', 'L', 'E', 'T', 'E'): return WL_PG_CMD_DELETE;
+    case W5('M', 'E', 'R', 'G', 'E'): return WL_PG_CMD_MERGE;
+    case W4('C', 'O', 'P', 'Y'): return WL_PG_CMD_COPY;
+    case W5('F', 'E', 'T', 'C', 'H'): return WL_PG_CMD_FETCH;
+    case W4('M', 'O', 'V', 'E'): return WL_PG_CMD_MOVE;
+    case W5('B', 'E', 'G', 'I', 'N'):
+    case W5('S', 'T', 'A', 'R', 'T'): return WL_PG_CMD_BEGIN;
+    case W6('C', 'O', 'M', 'M', 'I', 'T'):
+    case W3('E', 'N', 'D'): return WL_PG_CMD_COMMIT;
+    case W8('R', 'O', 'L', 'L', 'B', 'A', 'C', 'K'):
+    case W5('A', 'B', 'O', 'R', 'T'): return WL_PG_CMD_ROLLBACK;
+    case W7('R', 'E', 'L', 'E', 'A', 'S', 'E'): return WL_PG_CMD_SAVEPOINT;
+    case W6('C', 'R', 'E', 'A', 'T', 'E'):
+    case W5('A', 'L', 'T', 'E', 'R'):
+    case W4('D', 'R', 'O', 'P'):
+    case W8('T', 'R', 'U', 'N', 'C', 'A', 'T', 'E'):
+    case W7('C', 'O', 'M', 'M', 'E', 'N', 'T'):
+    case W5('G', 'R', 'A', 'N', 'T'):
+    case W6('R', 'E', 'V', 'O', 'K', 'E'): return WL_PG_CMD_DDL;
+    case W4('W', 'I', 'T', 'H'):
+    case W5('T', 'A', 'B', 'L', 'E'):
+    case W6('V', 'A', 'L', 'U', 'E', 'S'): return WL_PG_CMD_SELECT;
+    default: return WL_PG_CMD_OTHER;
+    }
 }
 
 /* Classifies a whole CommandComplete tag (two-word tags included). */
 static wl_pg_cmd cmd_from_tag(const char *tag, size_t len, size_t verb_len) {
-    if (verb_len < len) {
+    wl_pg_cmd kind = wl_pg_cmd_from_verb(tag, verb_len);
+    /* COMMIT PREPARED, ROLLBACK PREPARED, PREPARE TRANSACTION */
+    int two_words = kind == WL_PG_CMD_COMMIT || kind == WL_PG_CMD_ROLLBACK ||
+                    (kind == WL_PG_CMD_OTHER && verb_len == 7);
+    if (two_words && verb_len < len) {
         const char *rest = tag + verb_len + 1;
         size_t rlen = len - verb_len - 1;
         size_t w = 0;
         while (w < rlen && rest[w] != ' ') w++;
-        if (ieq(rest, w, "PREPARED") &&
-            (ieq(tag, verb_len, "COMMIT") || ieq(tag, verb_len, "ROLLBACK")))
-            return WL_PG_CMD_PREPARED_TXN;
-        if (ieq(tag, verb_len, "PREPARE") && ieq(rest, w, "TRANSACTION"))
+        if (kind == WL_PG_CMD_OTHER ? ieq(tag, verb_len, "PREPARE") && ieq(rest, w, "TRANSACTION")
+                                    : ieq(rest, w, "PREPARED"))
             return WL_PG_CMD_PREPARED_TXN;
     }
-    return wl_pg_cmd_from_verb(tag, verb_len);
+    return kind;
 }
 
 size_t wl_pg_sql_keyword(const char *s, size_t n, const char **kw) {
@@ -158,77 +176,71 @@ wl_pg_cmd wl_pg_cmd_from_sql(const char *s, size_t n) {
 
 /* ---- per-type rules ---------------------------------------------------------- */
 
-/* Checks a typed header; returns 0 or an error code. */
-static wl_pg_error_code check_typed(wl_dir dir, uint8_t t, uint32_t length) {
-    uint32_t min = 4, exact = 0;
-    if (length < 4 || length > WL_PG_MAX_MESSAGE) return WL_PG_ERR_BAD_LENGTH;
-    if (dir == WL_DIR_CLIENT) {
-        switch (t) {
-        case 'Q': min = 5; break;
-        case 'P': min = 8; break;
-        case 'B': min = 12; break;
-        case 'E': min = 9; break;
-        case 'D': case 'C': min = 6; break;
-        case 'S': case 'H': case 'X': case 'c': exact = 4; break;
-        case 'd': break;
-        case 'f': min = 5; break;
-        case 'F': min = 14; break;
-        case 'p': break;
-        default: return WL_PG_ERR_UNKNOWN_TYPE;
-        }
-    } else {
-        switch (t) {
-        case 'R': min = 8; break;
-        case 'K': min = 12; break;
-        case '1': case '2': case '3': case 'n': case 'I': case 's': case 'c': exact = 4; break;
-        case 'C': min = 5; break;
-        case 'd': break;
-        case 'G': case 'H': case 'W': min = 7; break;
-        case 'D': min = 6; break;
-        case 'E': case 'N': min = 5; break;
-        case 'V': min = 8; break;
-        case 'v': min = 12; break;
-        case 'A': min = 10; break;
-        case 't': min = 6; break;
-        case 'S': min = 6; break;
-        case 'Z': exact = 5; break;
-        case 'T': min = 6; break;
-        default: return WL_PG_ERR_UNKNOWN_TYPE;
-        }
-    }
-    if (exact ? length != exact : length < min) return WL_PG_ERR_BAD_LENGTH;
-    return WL_PG_ERR_NONE;
-}
+/* What a typed message must look like and how much of its body the decoder
+ * reads. One table lookup per header instead of two switches: this runs for
+ * every message on the wire. */
+typedef struct {
+    uint8_t known; /* a valid type byte in this direction */
+    uint8_t exact; /* 1: the length field must equal `len`; 0: be at least `len` */
+    uint16_t len;
+    uint16_t want; /* body bytes the field decoding needs (capped by the body) */
+} pg_rule;
 
-/* Body bytes a typed message needs to decode its fields. */
-static uint32_t typed_need(wl_dir dir, uint8_t t, uint32_t body) {
-    uint32_t want = 0;
-    if (dir == WL_DIR_CLIENT) {
-        switch (t) {
-        case 'Q': want = WL_PG_SQL_PREFIX + 1; break;
-        case 'P': want = WL_PG_NAME_PREFIX + 2 + WL_PG_SQL_PREFIX; break;
-        case 'B': want = 2 * WL_PG_NAME_PREFIX; break;
-        case 'E': want = WL_PG_NAME_PREFIX + 4; break;
-        case 'D': case 'C': want = 1 + WL_PG_NAME_PREFIX; break;
-        case 'F': want = 4; break;
-        case 'p': want = 32; break;
-        default: break;
-        }
-    } else {
-        switch (t) {
-        case 'R': want = 64; break;
-        case 'K': want = 8; break;
-        case 'C': want = 64; break;
-        case 'G': case 'H': case 'W': want = 3; break;
-        case 'E': case 'N': want = 256; break;
-        case 'Z': want = 1; break;
-        case 'S': want = 256; break;
-        case 'A': want = 4 + 128; break;
-        case 'v': want = 8; break;
-        default: break;
-        }
-    }
-    return MIN(want, body);
+#define AT_LEAST(n, w) {1, 0, (n), (w)}
+#define EXACTLY(n, w) {1, 1, (n), (w)}
+
+static const pg_rule client_rules[256] = {
+    ['Q'] = AT_LEAST(5, WL_PG_SQL_PREFIX + 1),
+    ['P'] = AT_LEAST(8, WL_PG_NAME_PREFIX + 2 + WL_PG_SQL_PREFIX),
+    ['B'] = AT_LEAST(12, 2 * WL_PG_NAME_PREFIX),
+    ['E'] = AT_LEAST(9, WL_PG_NAME_PREFIX + 4),
+    ['D'] = AT_LEAST(6, 1 + WL_PG_NAME_PREFIX),
+    ['C'] = AT_LEAST(6, 1 + WL_PG_NAME_PREFIX),
+    ['S'] = EXACTLY(4, 0),
+    ['H'] = EXACTLY(4, 0),
+    ['X'] = EXACTLY(4, 0),
+    ['c'] = EXACTLY(4, 0),
+    ['d'] = AT_LEAST(4, 0),
+    ['f'] = AT_LEAST(5, 0),
+    ['F'] = AT_LEAST(14, 4),
+    ['p'] = AT_LEAST(4, 32),
+};
+
+static const pg_rule server_rules[256] = {
+    ['R'] = AT_LEAST(8, 64),
+    ['K'] = AT_LEAST(12, 8),
+    ['1'] = EXACTLY(4, 0),
+    ['2'] = EXACTLY(4, 0),
+    ['3'] = EXACTLY(4, 0),
+    ['n'] = EXACTLY(4, 0),
+    ['I'] = EXACTLY(4, 0),
+    ['s'] = EXACTLY(4, 0),
+    ['c'] = EXACTLY(4, 0),
+    ['C'] = AT_LEAST(5, 64),
+    ['d'] = AT_LEAST(4, 0),
+    ['G'] = AT_LEAST(7, 3),
+    ['H'] = AT_LEAST(7, 3),
+    ['W'] = AT_LEAST(7, 3),
+    ['D'] = AT_LEAST(6, 0),
+    ['E'] = AT_LEAST(5, 256),
+    ['N'] = AT_LEAST(5, 256),
+    ['V'] = AT_LEAST(8, 0),
+    ['v'] = AT_LEAST(12, 8),
+    ['A'] = AT_LEAST(10, 4 + 128),
+    ['t'] = AT_LEAST(6, 0),
+    ['S'] = AT_LEAST(6, 256),
+    ['Z'] = EXACTLY(5, 1),
+    ['T'] = AT_LEAST(6, 0),
+};
+
+/* Checks a typed header; returns the body prefix to decode, or -(error code). */
+static inline int64_t typed_header(wl_dir dir, uint8_t t, uint32_t length) {
+    const pg_rule *r = dir == WL_DIR_CLIENT ? &client_rules[t] : &server_rules[t];
+    if (length < 4 || length > WL_PG_MAX_MESSAGE) return -(int64_t)WL_PG_ERR_BAD_LENGTH;
+    if (!r->known) return -(int64_t)WL_PG_ERR_UNKNOWN_TYPE;
+    if (r->exact ? length != r->len : length < r->len) return -(int64_t)WL_PG_ERR_BAD_LENGTH;
+    uint32_t body = length - 4;
+    return r->want < body ? r->want : body;
 }
 
 /* ---- message decoding ------------------------------------------------------- */
@@ -305,45 +317,56 @@ static void decode_cc(wl_pg_event *ev, const uint8_t *b, uint32_t n) {
     }
 }
 
-/* Decodes a complete-enough message and emits its event. `m` points at the
- * header (hdr bytes), followed by `need` body bytes of `body` in total. */
-static void deliver(wl_pg_decoder *d, wl_dir dir, const uint8_t *m, uint32_t hdr, uint32_t need) {
+/* Decodes an untyped startup-phase message (8-byte header at `m`, then `need`
+ * body bytes) and emits its event. */
+static void deliver_untyped(wl_pg_decoder *d, wl_dir dir, const uint8_t *m, uint32_t need) {
     wl_pg_side *s = &d->side[dir];
-    const uint8_t *b = m + hdr;
-    uint32_t body = s->length - (hdr == 8 ? 8 : 4);
-    int whole = need == body;
+    const uint8_t *b = m + 8;
     wl_pg_event ev;
     memset(&ev, 0, sizeof ev);
     ev.dir = dir;
     ev.length = s->length;
+    uint32_t code = wl_be32(m + 4);
+    ev.size = s->length;
+    if (code == WL_PG_CODE_SSL || code == WL_PG_CODE_GSSENC) {
+        ev.kind = code == WL_PG_CODE_SSL ? WL_PG_EV_SSL_REQUEST : WL_PG_EV_GSSENC_REQUEST;
+        d->answer_for = code == WL_PG_CODE_SSL ? 'S' : 'G';
+        d->side[WL_DIR_SERVER].mode = WL_PG_MODE_ANSWER;
+        emit(d, &ev);
+    } else if (code == WL_PG_CODE_CANCEL) {
+        ev.kind = WL_PG_EV_CANCEL_REQUEST;
+        ev.u.cancel.pid = wl_be32(b);
+        ev.u.cancel.key = wl_be32(b + 4);
+        emit(d, &ev);
+        d->stopped = 1; /* nothing else follows on a cancel connection */
+    } else {
+        ev.kind = WL_PG_EV_STARTUP;
+        ev.u.startup.version = code;
+        decode_startup(d, &ev, b, need);
+        s->mode = WL_PG_MODE_TYPED;
+        emit(d, &ev);
+    }
+}
 
-    if (hdr == 8) { /* untyped startup-phase message */
-        uint32_t code = wl_be32(m + 4);
-        ev.size = s->length;
-        if (code == WL_PG_CODE_SSL || code == WL_PG_CODE_GSSENC) {
-            ev.kind = code == WL_PG_CODE_SSL ? WL_PG_EV_SSL_REQUEST : WL_PG_EV_GSSENC_REQUEST;
-            d->answer_for = code == WL_PG_CODE_SSL ? 'S' : 'G';
-            d->side[WL_DIR_SERVER].mode = WL_PG_MODE_ANSWER;
-            emit(d, &ev);
-        } else if (code == WL_PG_CODE_CANCEL) {
-            ev.kind = WL_PG_EV_CANCEL_REQUEST;
-            ev.u.cancel.pid = wl_be32(b);
-            ev.u.cancel.key = wl_be32(b + 4);
-            emit(d, &ev);
-            d->stopped = 1; /* nothing else follows on a cancel connection */
-        } else {
-            ev.kind = WL_PG_EV_STARTUP;
-            ev.u.startup.version = code;
-            decode_startup(d, &ev, b, need);
-            s->mode = WL_PG_MODE_TYPED;
-            emit(d, &ev);
-        }
+/* Decodes a typed message whose body starts at `b` (`need` of its bytes are
+ * there) and emits its event. `u` is zeroed only for types that have fields:
+ * the message types without any (DataRow, RowDescription, Sync, ...) are most
+ * of the traffic, and the consumers never read `u` for them. */
+static void deliver_typed(wl_pg_decoder *d, wl_dir dir, const uint8_t *b, uint32_t need) {
+    wl_pg_side *s = &d->side[dir];
+    uint32_t body = s->length - 4;
+    int whole = need == body;
+    wl_pg_event ev;
+    ev.kind = WL_PG_EV_MESSAGE;
+    ev.dir = dir;
+    ev.type = s->type;
+    ev.length = s->length;
+    ev.size = s->length + 1;
+    if (need == 0 && s->type != 'p') {
+        emit(d, &ev);
         return;
     }
-
-    ev.kind = WL_PG_EV_MESSAGE;
-    ev.type = s->type;
-    ev.size = s->length + 1;
+    memset(&ev.u, 0, sizeof ev.u);
     if (dir == WL_DIR_CLIENT) {
         switch (s->type) {
         case 'Q': {
@@ -508,12 +531,12 @@ static int64_t parse_header(wl_pg_decoder *d, wl_dir dir, const uint8_t *h, uint
     }
     s->type = h[0];
     s->length = wl_be32(h + 1);
-    wl_pg_error_code err = check_typed(dir, s->type, s->length);
-    if (err != WL_PG_ERR_NONE) {
-        fail(d, dir, s->type, s->length, err);
+    int64_t need = typed_header(dir, s->type, s->length);
+    if (need < 0) {
+        fail(d, dir, s->type, s->length, (wl_pg_error_code)-need);
         return -1;
     }
-    return typed_need(dir, s->type, s->length - 4);
+    return need;
 }
 
 /* ---- the read loop ------------------------------------------------------------ */
@@ -528,7 +551,7 @@ typedef struct {
 
 /* Bytes available at `pos` in a window holding at least `k` of them when the
  * read has that many; *avail gets the count (may be < k near the end). */
-static const uint8_t *at(reader *r, size_t pos, size_t k, size_t *avail) {
+static inline const uint8_t *at(reader *r, size_t pos, size_t k, size_t *avail) {
     if (r->ptr && pos >= r->off && pos + k <= r->off + r->got) {
         *avail = r->off + r->got - pos;
         return r->ptr + (pos - r->off);
@@ -599,6 +622,32 @@ static void answer(wl_pg_decoder *d, uint8_t a) {
     emit(d, &ev);
 }
 
+/* The steady-state loop: typed messages lying whole inside the window `w`
+ * (`n` bytes, starting at a message boundary). Returns the bytes consumed; it
+ * stops, leaving the rest to the general loop, at a header it would reject or a
+ * message that runs past the window. */
+static size_t typed_run(wl_pg_decoder *d, wl_dir dir, const uint8_t *w, size_t n) {
+    wl_pg_side *s = &d->side[dir];
+    const pg_rule *rules = dir == WL_DIR_CLIENT ? client_rules : server_rules;
+    size_t i = 0;
+    while (n - i >= 5) {
+        const uint8_t *p = w + i;
+        uint32_t length = wl_be32(p + 1);
+        const pg_rule *r = &rules[p[0]];
+        if (!r->known || length < 4 || length > WL_PG_MAX_MESSAGE ||
+            (r->exact ? length != r->len : length < r->len))
+            break;
+        uint32_t body = length - 4;
+        if (n - i - 5 < body) break;
+        s->type = p[0];
+        s->length = length;
+        deliver_typed(d, dir, p + 5, r->want < body ? r->want : body);
+        i += 5 + (size_t)body;
+        if (d->stopped) break;
+    }
+    return i;
+}
+
 void wl_pg_init(wl_pg_decoder *d, const wl_pg_callbacks *cb, void *user) {
     memset(d, 0, sizeof *d);
     d->cb = cb;
@@ -641,6 +690,16 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             return;
         }
 
+        if (s->mode == WL_PG_MODE_TYPED && !s->collecting) {
+            size_t avail = 0;
+            const uint8_t *p = at(&r, pos, 5, &avail);
+            if (p && avail >= 5) {
+                size_t used = typed_run(d, dir, p, avail);
+                pos += used;
+                if (used) continue;
+            }
+        }
+
         uint32_t hdr = header_size(s);
         if (s->collecting) {
             if (s->have < hdr) {
@@ -666,13 +725,13 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             s->collecting = 0;
             s->have = 0;
             s->total = 0;
-            deliver(d, dir, s->carry, hdr, need);
+            if (hdr == 8) deliver_untyped(d, dir, s->carry, need);
+            else deliver_typed(d, dir, s->carry + hdr, need);
             if (d->stopped) return;
             pos += start_skip(s, hdr, need, pos, len);
             continue;
         }
 
-        /* Fast path: parse in place from the window. */
         size_t avail = 0;
         const uint8_t *p = at(&r, pos, hdr, &avail);
         if (!p) goto fetch_failed;
@@ -683,9 +742,25 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             pos += carry_in(s, &r, pos, (uint32_t)avail);
             continue;
         }
-        int64_t need = parse_header(d, dir, p, hdr);
-        if (need < 0) return;
-        uint32_t total = hdr + (uint32_t)need;
+        uint32_t need;
+        if (hdr == 5) {
+            /* Typed header, the common case: checked inline. */
+            uint8_t t = p[0];
+            uint32_t length = wl_be32(p + 1);
+            int64_t n = typed_header(dir, t, length);
+            s->type = t;
+            s->length = length;
+            if (n < 0) {
+                fail(d, dir, t, length, (wl_pg_error_code)-n);
+                return;
+            }
+            need = (uint32_t)n;
+        } else {
+            int64_t n = parse_header(d, dir, p, hdr);
+            if (n < 0) return;
+            need = (uint32_t)n;
+        }
+        uint32_t total = hdr + need;
         if (avail < total) {
             p = at(&r, pos, total, &avail);
             if (!p) goto fetch_failed;
@@ -697,10 +772,12 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             pos += carry_in(s, &r, pos, (uint32_t)avail);
             continue;
         }
-        deliver(d, dir, p, hdr, (uint32_t)need);
+        /* Whole header and body prefix in the window: decode in place. */
+        if (hdr == 5) deliver_typed(d, dir, p + 5, need);
+        else deliver_untyped(d, dir, p, need);
         if (d->stopped) return;
         pos += total;
-        pos += start_skip(s, hdr, (uint32_t)need, pos, len);
+        pos += start_skip(s, hdr, need, pos, len);
     }
     return;
 fetch_failed:
