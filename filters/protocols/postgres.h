@@ -103,6 +103,10 @@ typedef struct {
     uint8_t type;    /* message type byte; 0 for untyped messages */
     uint32_t length; /* the length field (counts itself, not the type byte) */
     uint32_t size;   /* bytes on the wire: length + 1 for typed messages */
+    /* The fields of the kinds and message types listed below, zero where a
+     * message lacks one. For message types not listed (DataRow,
+     * RowDescription, Sync, BindComplete, ...) `u` is unspecified: it is not
+     * cleared, as those are most of the traffic. */
     union {
         /* WL_PG_EV_STARTUP */
         struct {
