@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from wirelab.build.lua import build_runtime
+from wirelab.emulator import _wasm
 from wirelab.errors import BuildError
 
 
@@ -19,3 +23,41 @@ def runtime() -> Path:
         if "could not be downloaded" in str(exc):
             pytest.skip(f"Lua sources unavailable: {exc}")
         raise
+
+
+# ---- WebAssembly instructions spent (wasmtime fuel: deterministic, no clocks) ----
+
+
+@functools.cache
+def _fuel_engine() -> wasmtime.Engine:
+    cfg = wasmtime.Config()
+    cfg.wasm_exceptions = True
+    cfg.consume_fuel = True
+    return wasmtime.Engine(cfg)
+
+
+class FuelMeter:
+    """The stores of the emulators made while it is armed, and what they ran."""
+
+    def __init__(self) -> None:
+        self.stores: list[wasmtime.Store] = []
+
+    def spent(self) -> int:
+        return sum(10**15 - s.get_fuel() for s in self.stores)
+
+
+@pytest.fixture
+def fuel(monkeypatch: pytest.MonkeyPatch) -> Iterator[FuelMeter]:
+    """Emulators made inside the test count their instructions in the meter."""
+    meter = FuelMeter()
+    original = _wasm.Store.__init__
+
+    def init(self: _wasm.Store) -> None:
+        original(self)
+        self.store.set_fuel(10**15)
+        meter.stores.append(self.store)
+
+    monkeypatch.setattr(_wasm, "engine", _fuel_engine)
+    monkeypatch.setattr(_wasm, "_modules", {})  # modules compiled for the fuel engine
+    monkeypatch.setattr(_wasm.Store, "__init__", init)
+    yield meter

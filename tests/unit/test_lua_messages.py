@@ -6,17 +6,14 @@ deterministic (no clocks involved).
 
 from __future__ import annotations
 
-import functools
 import struct
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 
-from wirelab.emulator import Emulator, EmulatorError, _wasm
+from wirelab.emulator import Emulator, EmulatorError
 from wirelab.paths import examples_dir
 from wirelab.testing.postgres import startup
 from wirelab.testing.postgres import typed as msg
@@ -216,51 +213,22 @@ def test_bad_message_types_refuse_the_configuration(runtime: Path, value: str,
 # ---- cost per message, in WebAssembly instructions (wasmtime fuel) -------------------
 
 
-@functools.cache
-def _fuel_engine() -> wasmtime.Engine:
-    cfg = wasmtime.Config()
-    cfg.wasm_exceptions = True
-    cfg.consume_fuel = True
-    return wasmtime.Engine(cfg)
-
-
-@pytest.fixture
-def fuel(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[wasmtime.Store]]:
-    """Emulators made inside the test count fuel; yields their stores."""
-    stores: list[wasmtime.Store] = []
-    original = _wasm.Store.__init__
-
-    def init(self: _wasm.Store) -> None:
-        original(self)
-        self.store.set_fuel(10**15)
-        stores.append(self.store)
-
-    monkeypatch.setattr(_wasm, "engine", _fuel_engine)
-    monkeypatch.setattr(_wasm, "_modules", {})  # modules compiled for the fuel engine
-    monkeypatch.setattr(_wasm.Store, "__init__", init)
-    yield stores
-
-
-def _spent(stores: list[wasmtime.Store]) -> int:
-    return sum(10**15 - s.get_fuel() for s in stores)
-
-
-def _per_transaction(runtime: Path, stores: list[wasmtime.Store], script: str,
+def _per_transaction(runtime: Path, fuel: Any, script: str,
                      client: bytes, server: bytes, n: int = 50) -> float:
     emu = load(runtime, script)
     c = logged_in(emu)
     before = 0
     for i in range(n + 1):
         if i == 1:
-            before = _spent(stores)
+            before = fuel.spent()
         if client:
             c.downstream(client)
         c.upstream(server)
     assert emu.metrics.counter("lua.t.script_errors") == 0
-    return (_spent(stores) - before) / n
+    return (fuel.spent() - before) / n
 
 
-def test_cost_per_message(runtime: Path, fuel: list[wasmtime.Store]) -> None:
+def test_cost_per_message(runtime: Path, fuel: Any) -> None:
     """pgbench -S's simple-protocol transaction: Q / T D C Z (5 messages)."""
     example = (examples_dir() / "lua" / "pg-statements" / "filter.lua").read_text()
     decoder_only = _per_transaction(
