@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratio import compare, pin, split_cpus, sysbench_tps  # noqa: E402
+from ratio import compare, placement, sysbench_tps  # noqa: E402
 
 from wirelab.servers import MariaDBServer  # noqa: E402
 
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     filters = args.filter or [str(ROOT / "filters" / "mysql")]
     with MariaDBServer(tls=False) as my:
-        envoy_cpus, load_cpus = split_cpus(args.concurrency) if args.pin else (None, None)
-        if load_cpus:
-            pin(my.pid, load_cpus)
+        envoy_cpus, load_cpus = placement(args.pin, args.concurrency, my.pid)
         prep = sysbench_args(my, my.port, args.test, args.table_size) + ["prepare"]
         subprocess.run(prep, check=True, capture_output=True, text=True)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratio import compare, pgbench_tps, pin, split_cpus  # noqa: E402
+from ratio import compare, pgbench_tps, placement  # noqa: E402
 
 from wirelab.servers import PostgresServer  # noqa: E402
 
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None, *, default_filter: Path | None = None,
     commands: dict[str, str] = {}
     with PostgresServer(Path(args.pg_bin) if args.pg_bin else None, tls=False) as pg:
         print(f"PostgreSQL {pg.version} ({pg.bin_dir})")
-        envoy_cpus, load_cpus = split_cpus(args.concurrency) if args.pin else (None, None)
-        if load_cpus:
-            pin(pg.pid, load_cpus)
+        envoy_cpus, load_cpus = placement(args.pin, args.concurrency, pg.pid)
         subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=pg.env(), check=True,
                        capture_output=True, timeout=300)
         for mode in modes:

@@ -136,6 +136,17 @@ def pin(pid: int, cpus: Sequence[int]) -> None:
             pass
 
 
+def placement(pinned: bool, envoy_count: int,
+              server_pid: int) -> tuple[list[int] | None, list[int] | None]:
+    """The scripts' --pin: (Envoy CPUs, load CPUs) from `split_cpus`, with the
+    server already moved onto the load's; (None, None) to share every CPU."""
+    if not pinned:
+        return None, None
+    envoy_cpus, load_cpus = split_cpus(envoy_count)
+    pin(server_pid, load_cpus)
+    return envoy_cpus, load_cpus
+
+
 def _resolve(filters: Sequence[FilterSpec | str | Path],
              config: Mapping[str, Any] | None) -> list[FilterSpec]:
     """FilterSpecs as given; project directories and .wasm files built/resolved

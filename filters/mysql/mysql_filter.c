@@ -164,7 +164,6 @@ static combo *combo_for(plugin_state *s, conn_state *cs) {
 
 /* ------------------------------------------------------------- configure */
 
-
 int wl_on_configure(wl_plugin *p) {
     plugin_state *s = p->state;
     static const char *const scalar_names[MYSQL_STAT_COUNT] = {

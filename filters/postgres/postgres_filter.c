@@ -42,8 +42,7 @@ typedef struct {
     uint8_t cycle_begin;   /* server: a BEGIN completed since the last ReadyForQuery */
     uint8_t cycle_error;   /* server: an ErrorResponse since the last ReadyForQuery */
     uint32_t db_tag, user_tag;
-    uint8_t tags_on;          /* database or user tags are configured */
-    const wl_metric *tagged;  /* this connection's (database, user) metrics, once used */
+    const wl_metric *tagged; /* this connection's (database, user) metrics, once used */
     uint32_t messages;       /* messages decoded in the current read */
     uint64_t txn_start_ns, rollback_ns, last_done_ns;
 
@@ -85,7 +84,7 @@ static int str_is(wl_pg_str s, const char *lit) {
 }
 
 static void tagged_add(pg_conn *c, int id, uint64_t n) {
-    if (!c->tags_on) return;
+    if (!c->p->tag_database && !c->p->tag_user) return;
     /* defined on first use, as before the startup message they were unknown */
     if (!c->tagged) c->tagged = pgm_tagged(c->p, c->db_tag, c->user_tag);
     if (c->tagged) wl_batch_add(c->tagged[id], (int64_t)n);
@@ -488,7 +487,6 @@ void wl_on_new_connection(wl_conn *conn) {
     pg_conn *c = conn->state;
     c->conn = conn;
     c->p = conn->plugin->state;
-    c->tags_on = c->p->tag_database || c->p->tag_user;
     wl_pg_init(&c->dec, &callbacks, c);
     CNT(c, CONNECTIONS, 1);
 }

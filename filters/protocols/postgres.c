@@ -488,6 +488,12 @@ malformed:
     fail(d, dir, s->type, s->length, WL_PG_ERR_MALFORMED);
 }
 
+/* A message whose header (`hdr` bytes at `m`) and `need` body bytes are at hand. */
+static void deliver(wl_pg_decoder *d, wl_dir dir, const uint8_t *m, uint32_t hdr, uint32_t need) {
+    if (hdr == 8) deliver_untyped(d, dir, m, need);
+    else deliver_typed(d, dir, m + hdr, need);
+}
+
 /* Reads a header at `h` (hdr bytes); sets type/length and returns the body
  * prefix to collect, or -1 when the decoder stopped. */
 static int64_t parse_header(wl_pg_decoder *d, wl_dir dir, const uint8_t *h, uint32_t hdr) {
@@ -628,21 +634,16 @@ static void answer(wl_pg_decoder *d, uint8_t a) {
  * message that runs past the window. */
 static size_t typed_run(wl_pg_decoder *d, wl_dir dir, const uint8_t *w, size_t n) {
     wl_pg_side *s = &d->side[dir];
-    const pg_rule *rules = dir == WL_DIR_CLIENT ? client_rules : server_rules;
     size_t i = 0;
     while (n - i >= 5) {
         const uint8_t *p = w + i;
         uint32_t length = wl_be32(p + 1);
-        const pg_rule *r = &rules[p[0]];
-        if (!r->known || length < 4 || length > WL_PG_MAX_MESSAGE ||
-            (r->exact ? length != r->len : length < r->len))
-            break;
-        uint32_t body = length - 4;
-        if (n - i - 5 < body) break;
+        int64_t need = typed_header(dir, p[0], length);
+        if (need < 0 || n - i - 5 < length - 4) break;
         s->type = p[0];
         s->length = length;
-        deliver_typed(d, dir, p + 5, r->want < body ? r->want : body);
-        i += 5 + (size_t)body;
+        deliver_typed(d, dir, p + 5, (uint32_t)need);
+        i += 1 + (size_t)length;
         if (d->stopped) break;
     }
     return i;
@@ -725,8 +726,7 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             s->collecting = 0;
             s->have = 0;
             s->total = 0;
-            if (hdr == 8) deliver_untyped(d, dir, s->carry, need);
-            else deliver_typed(d, dir, s->carry + hdr, need);
+            deliver(d, dir, s->carry, hdr, need);
             if (d->stopped) return;
             pos += start_skip(s, hdr, need, pos, len);
             continue;
@@ -742,24 +742,9 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             pos += carry_in(s, &r, pos, (uint32_t)avail);
             continue;
         }
-        uint32_t need;
-        if (hdr == 5) {
-            /* Typed header, the common case: checked inline. */
-            uint8_t t = p[0];
-            uint32_t length = wl_be32(p + 1);
-            int64_t n = typed_header(dir, t, length);
-            s->type = t;
-            s->length = length;
-            if (n < 0) {
-                fail(d, dir, t, length, (wl_pg_error_code)-n);
-                return;
-            }
-            need = (uint32_t)n;
-        } else {
-            int64_t n = parse_header(d, dir, p, hdr);
-            if (n < 0) return;
-            need = (uint32_t)n;
-        }
+        int64_t n = parse_header(d, dir, p, hdr);
+        if (n < 0) return;
+        uint32_t need = (uint32_t)n;
         uint32_t total = hdr + need;
         if (avail < total) {
             p = at(&r, pos, total, &avail);
@@ -772,9 +757,7 @@ void wl_pg_feed(wl_pg_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, voi
             pos += carry_in(s, &r, pos, (uint32_t)avail);
             continue;
         }
-        /* Whole header and body prefix in the window: decode in place. */
-        if (hdr == 5) deliver_typed(d, dir, p + 5, need);
-        else deliver_untyped(d, dir, p, need);
+        deliver(d, dir, p, hdr, need); /* header and body prefix in the window: in place */
         if (d->stopped) return;
         pos += total;
         pos += start_skip(s, hdr, need, pos, len);

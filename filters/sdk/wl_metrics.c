@@ -115,12 +115,14 @@ uint64_t wl_metric_get(wl_metric id) {
  * them move on every message. */
 #define WL_BATCH_TABLE (2 * WL_BATCH_SLOTS)
 
+/* Slots hold id + 1 so that zeroed memory is an empty table: Envoy's metric
+ * ids start at 0, and WL_METRIC_INVALID never enters a batch. */
 typedef struct wl_batch {
     uint32_t hold_ms;
     uint32_t len;
     uint16_t used[WL_BATCH_SLOTS]; /* occupied table slots, in insertion order */
     struct {
-        wl_metric id; /* WL_METRIC_INVALID: empty */
+        uint32_t key; /* metric id + 1; 0: empty */
         int64_t delta;
     } slot[WL_BATCH_TABLE];
 } wl_batch;
@@ -128,28 +130,10 @@ typedef struct wl_batch {
 static wl_batch wl__vm_batch; /* callbacks with no plugin (proxy_on_vm_start) */
 static wl_batch *wl__cur = &wl__vm_batch;
 
-static void wl__batch_clear(wl_batch *b) {
-    memset(b->slot, 0xff, sizeof b->slot); /* every id WL_METRIC_INVALID */
-    b->len = 0;
-}
-
 void wl__batch_enter(wl_plugin *p) {
-    if (!p) {
-        if (!wl__vm_batch.len) wl__batch_clear(&wl__vm_batch);
-        wl__cur = &wl__vm_batch;
-        return;
-    }
-    if (!p->batch) {
-        wl_batch *b = malloc(sizeof *b);
-        if (!b) { /* out of memory: share the VM's batch, sent after every callback */
-            wl__cur = &wl__vm_batch;
-            return;
-        }
-        b->hold_ms = 0;
-        wl__batch_clear(b);
-        p->batch = b;
-    }
-    wl__cur = p->batch;
+    if (p && !p->batch) p->batch = calloc(1, sizeof(wl_batch));
+    /* no plugin, or out of memory: the VM's batch, sent after every callback */
+    wl__cur = p && p->batch ? p->batch : &wl__vm_batch;
 }
 
 int wl__batch_held(void) { return wl__cur->hold_ms != 0; }
@@ -173,8 +157,8 @@ void wl_batch_flush(void) {
     wl_batch *b = wl__cur;
     for (uint32_t i = 0; i < b->len; i++) {
         uint16_t at = b->used[i];
-        wl_metric_add(b->slot[at].id, b->slot[at].delta);
-        b->slot[at].id = WL_METRIC_INVALID;
+        wl_metric_add(b->slot[at].key - 1, b->slot[at].delta);
+        b->slot[at].key = 0;
     }
     b->len = 0;
 }
@@ -182,9 +166,10 @@ void wl_batch_flush(void) {
 void wl_batch_add(wl_metric id, int64_t delta) {
     if (id == WL_METRIC_INVALID || delta == 0) return;
     wl_batch *b = wl__cur;
+    uint32_t key = id + 1;
     uint32_t at = (id * 2654435761u) % WL_BATCH_TABLE;
-    while (b->slot[at].id != WL_METRIC_INVALID) {
-        if (b->slot[at].id == id) {
+    while (b->slot[at].key) {
+        if (b->slot[at].key == key) {
             b->slot[at].delta += delta;
             return;
         }
@@ -194,7 +179,7 @@ void wl_batch_add(wl_metric id, int64_t delta) {
         wl_batch_flush();
         at = (id * 2654435761u) % WL_BATCH_TABLE;
     }
-    b->slot[at].id = id;
+    b->slot[at].key = key;
     b->slot[at].delta = delta;
     b->used[b->len++] = (uint16_t)at;
 }

@@ -25,6 +25,7 @@ from wirelab.paths import filters_dir
 from wirelab.project import Project
 from wirelab.replay import replay
 from wirelab.testing import nonzero_stats
+from wirelab.testing import postgres as pg
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "conversations" / "postgres"
 FILTER_DIR = filters_dir() / "postgres"
@@ -577,19 +578,6 @@ def test_deferred_counters_wait_for_the_tick_or_the_connection_end(wasm: Path) -
 
 # ------------------------------------------------------------- cost per transaction
 
-PGBENCH_SQL = b"SELECT abalance FROM pgbench_accounts WHERE aid = "
-PGBENCH_ROWS = (msg(b"T", b"\0\x01abalance\0" + b"\0" * 18)
-                + msg(b"D", b"\0\x01\0\0\0\x05-2979"))
-PGBENCH = {  # mode: (prepare, client read, server read) of one pgbench -S transaction
-    "simple": (b"", msg(b"Q", PGBENCH_SQL + b"34283;\0"),
-               PGBENCH_ROWS + msg(b"C", b"SELECT 1\0") + READY_I),
-    "prepared": (msg(b"P", b"P_0\0" + PGBENCH_SQL + b"$1;\0\0\0") + msg(b"S"),
-                 msg(b"B", b"\0P_0\0\0\0\0\x01\0\0\0\x0517458\0\x01\0\0") + msg(b"D", b"P\0")
-                 + msg(b"E", b"\0\0\0\0\0") + msg(b"S"),
-                 msg(b"2") + PGBENCH_ROWS + msg(b"C", b"SELECT 1\0") + READY_I),
-}
-
-
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
 def test_cost_of_a_pgbench_transaction(wasm: Path, fuel: Any, mode: str) -> None:
     """One pgbench -S transaction, in WebAssembly instructions (wasmtime fuel).
@@ -599,12 +587,12 @@ def test_cost_of_a_pgbench_transaction(wasm: Path, fuel: Any, mode: str) -> None
     table-driven header check, whole-message loop and word-at-a-time string
     scan; about 4,200 and 5,000 after. The bound catches a slide back.
     """
-    prepare, client, server = PGBENCH[mode]
+    setup_client, setup_server, client, server = pg.pgbench_select(mode)
     host = Emulator.load(wasm, plugin_config={"stat_prefix": "t"})  # defaults: counters held
     conn = login(host)
-    if prepare:
-        conn.downstream(prepare)
-        conn.upstream(msg(b"1") + READY_I)
+    if setup_client:
+        conn.downstream(setup_client)
+        conn.upstream(setup_server)
     conn.downstream(client)  # one transaction outside the count
     conn.upstream(server)
     before, n = fuel.spent(), 50

@@ -216,3 +216,23 @@ def select_reply(columns: Sequence[str], rows: Sequence[Sequence[Value]],
     """A SELECT's answer to a simple Query: columns, rows, "SELECT n", ReadyForQuery."""
     out = row_description(columns) + b"".join(data_row(r) for r in rows)
     return out + command_complete(f"SELECT {len(rows)}") + ready(status)
+
+
+PGBENCH_SELECT_SQL = "SELECT abalance FROM pgbench_accounts WHERE aid = "
+
+
+def pgbench_select(mode: str = "simple", aid: int = 34283) -> tuple[bytes, bytes, bytes, bytes]:
+    """One `pgbench -S` transaction, as the two reads a proxy sees after login.
+
+    Returns (setup client read, setup server read, client read, server read).
+    The setup is empty with `-M simple`; with `-M prepared` it is pgbench's
+    Parse of statement P_0 and the server's answer, sent once per connection.
+    """
+    reply = select_reply(["abalance"], [[-2979]])
+    if mode == "simple":
+        return b"", b"", query(f"{PGBENCH_SELECT_SQL}{aid};"), reply
+    if mode == "prepared":
+        setup = parse(f"{PGBENCH_SELECT_SQL}$1;", "P_0") + sync()
+        client = bind("", "P_0", [aid]) + describe("P") + execute() + sync()
+        return setup, parse_complete() + ready("I"), client, bind_complete() + reply
+    raise ValueError(f"mode {mode!r}: 'simple' or 'prepared'")
