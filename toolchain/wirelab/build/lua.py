@@ -60,9 +60,10 @@ def lua_runtime_dir() -> Path:
 def _decoder_sources() -> tuple[list[Path], list[str]]:
     sources, defines = [], []
     for proto, macro in (("postgres", "WL_LUA_WITH_POSTGRES"), ("mysql", "WL_LUA_WITH_MYSQL")):
-        src = paths.protocols_dir() / f"{proto}.c"
-        if src.is_file() and (paths.protocols_dir() / f"{proto}.h").is_file():
-            sources.append(src)
+        # the decoder and what sits above it (postgres.c, postgres_tracker.c)
+        found = sorted(paths.protocols_dir().glob(f"{proto}*.c"))
+        if found and (paths.protocols_dir() / f"{proto}.h").is_file():
+            sources += found
             defines.append(f"-D{macro}=1")
     return sources, defines
 
