@@ -1,13 +1,17 @@
-/* wirelab C SDK for proxy-wasm v0.2.1 network (L4) filters.
+/* wirelab C SDK for Envoy network (L4) filters: one source, two targets.
  *
- * The SDK owns every proxy_* export. A filter implements only the wl_on_*
- * hooks it needs (the rest have weak defaults) and declares its state types
+ * A filter built with --target=wasm32-wasi is a proxy-wasm v0.2.1 module (the
+ * backend in wasm/); built for the host it is an Envoy dynamic module (the
+ * backend in native/). The SDK owns every host entry point of both. A filter
+ * implements only the wl_on_* hooks it needs (the rest have weak defaults) and declares its state types
  * with WL_PLUGIN_STATE(type) and WL_CONN_STATE(type). Filters observe traffic and never
  * pause or modify it: every data callback returns CONTINUE to the host.
  *
  * Lifecycle, as Envoy drives it:
- *   wl_on_vm_start()                          once per VM (one VM per worker)
- *   wl_on_configure(plugin)                   per plugin instance; read config,
+ *   wl_on_vm_start()                          once per VM (one VM per worker);
+ *                                             native: once per process
+ *   wl_on_configure(plugin)                   per plugin instance and worker
+ *                                             (see "Threading"); read config,
  *                                             define metrics, keep their ids
  *   wl_on_new_connection(conn)                per downstream connection
  *   wl_on_data(conn, read)                    per read, either direction
@@ -16,7 +20,15 @@
  *   wl_on_tick(plugin)                        after wl_set_tick_ms(period)
  *
  * Metric updates made with wl_batch_add() inside a callback are flushed once,
- * as one host call per metric, when the callback returns. */
+ * as one host call per metric, when the callback returns.
+ *
+ * Threading: both targets give every Envoy worker its own wl_plugin (state,
+ * metric batch, tick), so a plugin's state is only ever touched by the thread
+ * that owns it and needs no locks. Wasm gets this from one VM per worker; the
+ * native backend runs wl_on_configure once per worker on Envoy's main thread
+ * (with the same configuration) and hands each connection the plugin of the
+ * worker it runs on. Globals in a filter are per worker in Wasm but shared by
+ * all workers natively: keep mutable data in the plugin or connection state. */
 #ifndef WIRELAB_FILTER_H
 #define WIRELAB_FILTER_H
 
@@ -25,10 +37,50 @@
 #include <stdint.h>
 
 #include "wire.h"
-#include "wl_abi.h"
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+typedef enum {
+    WL_OK = 0,
+    WL_NOT_FOUND = 1,
+    WL_BAD_ARGUMENT = 2,
+    WL_SERIALIZATION_FAILURE = 3,
+    WL_PARSE_FAILURE = 4,
+    WL_INVALID_MEMORY_ACCESS = 6,
+    WL_EMPTY = 7,
+    WL_CAS_MISMATCH = 8,
+    WL_INTERNAL_FAILURE = 10,
+    WL_UNIMPLEMENTED = 12
+} wl_status;
+
+typedef enum {
+    WL_LOG_TRACE = 0,
+    WL_LOG_DEBUG = 1,
+    WL_LOG_INFO = 2,
+    WL_LOG_WARN = 3,
+    WL_LOG_ERROR = 4,
+    WL_LOG_CRITICAL = 5
+} wl_log_level;
+
+typedef enum {
+    WL_BUFFER_DOWNSTREAM_DATA = 2,
+    WL_BUFFER_UPSTREAM_DATA = 3,
+    WL_BUFFER_VM_CONFIGURATION = 6,
+    WL_BUFFER_PLUGIN_CONFIGURATION = 7
+} wl_buffer_type;
+
+typedef enum { WL_PEER_UNKNOWN = 0, WL_PEER_LOCAL = 1, WL_PEER_REMOTE = 2 } wl_peer;
+
+typedef enum { WL_COUNTER = 0, WL_GAUGE = 1, WL_HISTOGRAM = 2 } wl_metric_type;
+
+/* Which backend this translation unit is compiled for. */
+#if defined(__wasm__)
+#define WL_TARGET_WASM 1
+#include "wasm/wl_abi.h" /* proxy-wasm imports, for code that needs them directly */
+#else
+#define WL_TARGET_NATIVE 1
 #endif
 
 /* Bytes per direction of the static read window (one ranged read). */
@@ -42,11 +94,12 @@ extern "C" {
  * filter is configured twice, so per-instance settings live here, not in
  * globals. */
 typedef struct wl_plugin {
-    uint32_t context_id;
+    uint32_t context_id;    /* Wasm: the root context id; native: worker index + 1 */
     void *state;        /* zeroed WL_PLUGIN_STATE type, or NULL */
     const char *config; /* plugin configuration bytes, NUL-terminated ("" if none) */
     size_t config_len;
     struct wl_batch *batch; /* the SDK's: this plugin's metric batch */
+    void *host;             /* the backend's (native: its per-worker record) */
 } wl_plugin;
 
 /* One downstream connection (stream context). */
@@ -58,6 +111,7 @@ typedef struct wl_conn {
     uint64_t bytes[2];      /* bytes seen so far, indexed by wl_dir */
     uint8_t closed[2];      /* a close was reported for that side */
     uint8_t ended;          /* wl_on_connection_end already ran */
+    void *host;             /* the backend's (native: Envoy's filter pointer) */
 } wl_conn;
 
 /* One read handed to wl_on_data. Pass it as the fetch_ctx of wl_read_fetch. */
@@ -68,6 +122,12 @@ typedef struct wl_read {
     /* window cache, managed by wl_read_fetch */
     size_t win_off;
     size_t win_len;
+    /* native backend: Envoy's chunks of this read, walked by wl_read_fetch */
+    const void *chunks;
+    size_t n_chunks;
+    size_t at_chunk;  /* chunk holding the last fetched offset */
+    size_t at_base;   /* read offset where chunk at_chunk starts */
+    size_t skip;      /* bytes of the buffer before this read (already seen) */
 } wl_read;
 
 /* Declare the state types (at file scope, once each); the SDK allocates
@@ -92,14 +152,17 @@ size_t wl_conn_state_size(void);
 
 /* ---- reading the data buffers -------------------------------------------- */
 
-/* Copies bytes [off, off+want) of the current read into the direction's
- * static window (want is capped at WL_WINDOW_SIZE) and returns it; *got says
- * how many arrived. A range already in the window costs no host call. Matches
- * wl_fetch_fn; fetch_ctx is the wl_read*. Valid until the next fetch on the
- * same direction. */
+/* Returns bytes [off, off+want) of the current read (want is capped at
+ * WL_WINDOW_SIZE); *got says how many are there. Wasm: copied into the
+ * direction's static window, and a range already in the window costs no host
+ * call. Native: a pointer straight into Envoy's buffer chunk, copied into the
+ * window only when the range spans two chunks. Matches wl_fetch_fn; fetch_ctx
+ * is the wl_read*. Valid until the next fetch on the same direction and never
+ * after the callback returns. */
 const uint8_t *wl_read_fetch(void *read, size_t off, size_t want, size_t *got);
 
-/* Ranged read of any buffer into the window of `dir`; NULL when empty. */
+/* Ranged read of any buffer into the window of `dir`; NULL when empty.
+ * Wasm only (the native backend returns NULL). */
 const uint8_t *wl_buffer_window(uint32_t buffer_type, wl_dir dir, size_t start, size_t want,
                                 size_t *got);
 
@@ -118,7 +181,8 @@ wl_metric wl_metric_define(wl_metric_type type, const char *name);
 void wl_metric_add(wl_metric id, int64_t delta);   /* counter (delta > 0) or gauge */
 void wl_metric_set(wl_metric id, uint64_t value);  /* gauge */
 void wl_metric_record(wl_metric id, uint64_t value); /* histogram sample */
-uint64_t wl_metric_get(wl_metric id);              /* counter or gauge; 0 on error */
+uint64_t wl_metric_get(wl_metric id);              /* counter or gauge; 0 on error;
+                                                      native: always 0 (Envoy has no getter) */
 
 /* Accumulate a delta; flushed once per metric when the current callback
  * returns (or by wl_batch_flush). Zero net deltas are dropped. */
@@ -159,6 +223,9 @@ int wl_destination_address(char *out, size_t cap);
 int64_t wl_source_port(void);                      /* -1 if unknown */
 int64_t wl_destination_port(void);
 int64_t wl_connection_id(void);                    /* -1 if unknown */
+/* 1 when the downstream connection is TLS, 0 when plain, -1 if unknown.
+ * Wasm: from connection.tls_version; native: Envoy's is_ssl. */
+int wl_connection_tls(void);
 
 /* ---- time ------------------------------------------------------------------ */
 

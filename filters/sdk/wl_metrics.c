@@ -1,4 +1,6 @@
-/* Metric definition (cached by name) and per-callback batching. */
+/* Host-independent metric helpers: printf-formatted names, per-callback
+ * batching and tag sanitising. Defining and updating a metric is the
+ * backend's (wasm/wl_wasm_metrics.c, native/wl_native_metrics.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,48 +13,6 @@
 #ifndef WL_BATCH_SLOTS
 #define WL_BATCH_SLOTS 64
 #endif
-
-/* ---- name -> id cache ----------------------------------------------------------
- * Filters define metrics at configure time; a second plugin instance or a
- * reconfigure asks for the same names again, so answer those without a host
- * call. Chained hash buckets; names are copied once. */
-typedef struct wl_metric_entry {
-    struct wl_metric_entry *next;
-    wl_metric id;
-    uint32_t type;
-    char name[];
-} wl_metric_entry;
-
-#define WL_METRIC_BUCKETS 256
-static wl_metric_entry *wl__metric_buckets[WL_METRIC_BUCKETS];
-
-static uint32_t wl__fnv1a(const char *s) {
-    uint32_t h = 2166136261u;
-    while (*s) h = (h ^ (uint8_t)*s++) * 16777619u;
-    return h;
-}
-
-wl_metric wl_metric_define(wl_metric_type type, const char *name) {
-    uint32_t b = wl__fnv1a(name) & (WL_METRIC_BUCKETS - 1);
-    for (wl_metric_entry *e = wl__metric_buckets[b]; e; e = e->next) {
-        if (e->type == (uint32_t)type && strcmp(e->name, name) == 0) return e->id;
-    }
-    uint32_t id = 0;
-    if (proxy_define_metric(type, name, strlen(name), &id) != WL_OK) {
-        wl_log(WL_LOG_ERROR, "wirelab: the host refused metric %s", name);
-        return WL_METRIC_INVALID;
-    }
-    size_t len = strlen(name);
-    wl_metric_entry *e = malloc(sizeof(*e) + len + 1);
-    if (e) {
-        e->id = id;
-        e->type = type;
-        memcpy(e->name, name, len + 1);
-        e->next = wl__metric_buckets[b];
-        wl__metric_buckets[b] = e;
-    }
-    return id;
-}
 
 static wl_metric wl__vdefine(wl_metric_type type, const char *fmt, va_list ap) {
     char name[WL_METRIC_NAME_MAX];
@@ -88,24 +48,6 @@ wl_metric wl_histogram(const char *fmt, ...) {
     return id;
 }
 
-void wl_metric_add(wl_metric id, int64_t delta) {
-    if (id != WL_METRIC_INVALID && delta != 0) proxy_increment_metric(id, delta);
-}
-
-void wl_metric_set(wl_metric id, uint64_t value) {
-    if (id != WL_METRIC_INVALID) proxy_record_metric(id, value);
-}
-
-void wl_metric_record(wl_metric id, uint64_t value) {
-    if (id != WL_METRIC_INVALID) proxy_record_metric(id, value);
-}
-
-uint64_t wl_metric_get(wl_metric id) {
-    uint64_t v = 0;
-    if (id == WL_METRIC_INVALID || proxy_get_metric(id, &v) != WL_OK) return 0;
-    return v;
-}
-
 /* ---- batching ------------------------------------------------------------------
  * One batch per plugin instance: a plugin that holds its counters
  * (wl_batch_hold_ms) must not have them sent by another plugin's callbacks or
@@ -127,8 +69,22 @@ typedef struct wl_batch {
     } slot[WL_BATCH_TABLE];
 } wl_batch;
 
-static wl_batch wl__vm_batch; /* callbacks with no plugin (proxy_on_vm_start) */
-static wl_batch *wl__cur = &wl__vm_batch;
+/* Natively every worker thread runs callbacks at once, each for its own
+ * plugin, so "the batch of the current callback" is per thread. */
+#if defined(__wasm__)
+#define WL_TLS
+#else
+#define WL_TLS _Thread_local
+#endif
+
+/* The backend's bracket around a flush (natively: the metric table lock). */
+void wl__metrics_begin(void);
+void wl__metrics_end(void);
+
+static WL_TLS wl_batch wl__vm_batch; /* callbacks with no plugin (proxy_on_vm_start) */
+static WL_TLS wl_batch *wl__cur;
+
+static wl_batch *wl__current(void) { return wl__cur ? wl__cur : &wl__vm_batch; }
 
 void wl__batch_enter(wl_plugin *p) {
     if (p && !p->batch) p->batch = calloc(1, sizeof(wl_batch));
@@ -136,7 +92,7 @@ void wl__batch_enter(wl_plugin *p) {
     wl__cur = p && p->batch ? p->batch : &wl__vm_batch;
 }
 
-int wl__batch_held(void) { return wl__cur->hold_ms != 0; }
+int wl__batch_held(void) { return wl__current()->hold_ms != 0; }
 
 void wl__batch_free(wl_plugin *p) {
     if (!p->batch) return;
@@ -148,24 +104,27 @@ void wl__batch_free(wl_plugin *p) {
 }
 
 void wl_batch_hold_ms(uint32_t period_ms) {
-    if (wl__cur == &wl__vm_batch) return; /* outside a plugin's callback: nothing to hold */
+    if (wl__current() == &wl__vm_batch) return; /* outside a plugin's callback: nothing to hold */
     wl__cur->hold_ms = period_ms;
     wl_set_tick_ms(period_ms);
 }
 
 void wl_batch_flush(void) {
-    wl_batch *b = wl__cur;
+    wl_batch *b = wl__current();
+    if (b->len == 0) return;
+    wl__metrics_begin();
     for (uint32_t i = 0; i < b->len; i++) {
         uint16_t at = b->used[i];
         wl_metric_add(b->slot[at].key - 1, b->slot[at].delta);
         b->slot[at].key = 0;
     }
     b->len = 0;
+    wl__metrics_end();
 }
 
 void wl_batch_add(wl_metric id, int64_t delta) {
     if (id == WL_METRIC_INVALID || delta == 0) return;
-    wl_batch *b = wl__cur;
+    wl_batch *b = wl__current();
     uint32_t key = id + 1;
     uint32_t at = (id * 2654435761u) % WL_BATCH_TABLE;
     while (b->slot[at].key) {

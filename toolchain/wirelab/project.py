@@ -7,6 +7,8 @@
     include_dirs = []           # extra -I directories, relative to the project
     cflags = []                 # extra compiler flags
     script = "filter.lua"       # Lua projects: the script
+    targets = ["wasm"]          # what `wirelab build` makes: "wasm" (build/<name>.wasm)
+                                # and/or "native" (build/lib<name>.so, C projects only)
     [config]                    # plugin configuration defaults (a JSON object)
     stat_prefix = "demo"
 """
@@ -23,6 +25,8 @@ import msgspec
 from .errors import WirelabError
 
 MANIFEST = "wirelab.toml"
+# Build targets: a proxy-wasm module, or an Envoy dynamic module (a shared library).
+TARGETS = ("wasm", "native")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -34,6 +38,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     include_dirs: list[str] = []
     cflags: list[str] = []
     script: str | None = None
+    targets: list[Literal["wasm", "native"]] = msgspec.field(default_factory=lambda: ["wasm"])
     config: dict[str, Any] = {}
 
 
@@ -74,6 +79,8 @@ class Project:
 
     def _check_inputs(self, manifest_path: Path) -> None:
         m = self.manifest
+        if not m.targets:
+            raise WirelabError(f"{manifest_path}: `targets` is empty: list \"wasm\" and/or \"native\"")
         if m.language == "c":
             if not m.sources:
                 raise WirelabError(f"{manifest_path}: a C project needs `sources = [\"filter.c\"]`")
@@ -99,6 +106,14 @@ class Project:
     @property
     def wasm_path(self) -> Path:
         return self.build_dir / f"{self.name}.wasm"
+
+    @property
+    def native_path(self) -> Path:
+        """The Envoy dynamic module: `lib<name>.so`, the name Envoy's search expects."""
+        return self.build_dir / f"lib{self.name}.so"
+
+    def output_path(self, target: str) -> Path:
+        return self.native_path if target == "native" else self.wasm_path
 
     @property
     def source_paths(self) -> list[Path]:

@@ -1,6 +1,8 @@
-"""`wirelab build`: compile a filter project to `build/<name>.wasm`.
+"""`wirelab build`: compile a filter project to `build/<name>.wasm` and/or `build/lib<name>.so`.
 
-    result = build_project(Project.load(path))
+    result = build_project(Project.load(path))                    # the Wasm module
+    result = build_project(project, target="native")             # the Envoy dynamic module
+    results = build_targets(project)                              # the manifest's `targets`
     result.wasm, result.bytes, result.cached, result.seconds, result.as_dict()
 
 Each language has a builder `(project, force) -> BuildResult` in BUILDERS; the
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import BuildError
-from ..project import Project
+from ..project import TARGETS, Project
 from .c import build_c
 from .lua import build_lua
 from .pipeline import BuildResult, CompilePlan, run
@@ -22,12 +24,24 @@ Builder = Callable[[Project, bool], BuildResult]
 
 
 BUILDERS: dict[str, Builder] = {"c": build_c, "lua": build_lua}
+# Languages that build to each non-Wasm target.
+NATIVE_BUILDERS: dict[str, Callable[[Project, bool], BuildResult]] = {
+    "c": lambda project, force: build_c(project, force, target="native"),
+}
 
 
-def build_project(project: Project, force: bool = False) -> BuildResult:
-    """Build `project` unless its inputs are unchanged (or `force`)."""
-    builder = BUILDERS.get(project.manifest.language)
+def build_project(project: Project, force: bool = False, target: str = "wasm") -> BuildResult:
+    """Build one target of `project` unless its inputs are unchanged (or `force`)."""
+    if target not in TARGETS:
+        raise BuildError(f"unknown target {target!r}: use {' or '.join(TARGETS)}")
+    table = NATIVE_BUILDERS if target == "native" else BUILDERS
+    builder = table.get(project.manifest.language)
     if builder is None:
+        if target == "native" and project.manifest.language in BUILDERS:
+            raise BuildError(
+                f"{project.name}: a {project.manifest.language} project builds to Wasm only "
+                "for now; use --target wasm"
+            )
         raise BuildError(
             f"{project.name}: no builder for language {project.manifest.language!r} "
             f"(supported: {', '.join(sorted(BUILDERS))})"
@@ -35,4 +49,14 @@ def build_project(project: Project, force: bool = False) -> BuildResult:
     return builder(project, force)
 
 
-__all__ = ["BUILDERS", "BuildResult", "CompilePlan", "build_project", "run"]
+def build_targets(
+    project: Project, targets: list[str] | None = None, force: bool = False
+) -> list[BuildResult]:
+    """Build every target named (default: the manifest's `targets`), in a stable order."""
+    wanted = targets or project.manifest.targets
+    return [build_project(project, force, t) for t in TARGETS if t in wanted]
+
+
+__all__ = [
+    "BUILDERS", "TARGETS", "BuildResult", "CompilePlan", "build_project", "build_targets", "run",
+]

@@ -102,7 +102,10 @@ def build_runtime(force: bool = False) -> Path:
     lua_dir = lua_source.source_dir()
     lua_srcs = sorted(p for p in lua_dir.glob("*.c") if p.name not in EXCLUDED_LUA_FILES)
     decoders, defines = _decoder_sources()
-    runtime_srcs = sorted(lua_runtime_dir().glob("*.c")) + sorted(paths.sdk_dir().glob("*.c"))
+    # the SDK's host-independent files and its proxy-wasm backend
+    sdk = paths.sdk_dir()
+    runtime_srcs = sorted(lua_runtime_dir().glob("*.c")) + sorted(sdk.glob("*.c"))
+    runtime_srcs += sorted((sdk / "wasm").glob("*.c"))
     runtime_srcs += decoders
     inc = [lua_runtime_dir(), paths.sdk_dir(), paths.protocols_dir(), lua_dir]
     runtime_flags = [*COMPILE_FLAGS, "-std=c11", "-Wall", *defines, *(f"-I{d}" for d in inc)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,23 @@ class BuildResult:
     seconds: float
     # Compiler warnings as `file:line: message` (empty when cached); not in as_dict.
     warnings: tuple[str, ...] = ()
+    # "wasm", or "native" (then `wasm` holds the path of the lib<name>.so).
+    target: str = "wasm"
+
+    @property
+    def output(self) -> Path:
+        return self.wasm
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "wasm": str(self.wasm),
             "bytes": self.bytes,
             "cached": self.cached,
             "seconds": round(self.seconds, 3),
         }
+        if self.target != "wasm":
+            out = {"target": self.target, self.target: out.pop("wasm"), **out}
+        return out
 
 
 @dataclass
@@ -40,6 +50,9 @@ class CompilePlan:
     flags: list[str]  # everything but the compiler and `-o`
     inputs: list[Path] = field(default_factory=list)  # hashed, beyond `sources`
     material: list[str] = field(default_factory=list)  # more hashed text (versions, modes)
+    target: str = "wasm"
+    # Checks the freshly compiled file (default: the proxy-wasm import/export check).
+    check: Callable[[Path], None] | None = None
 
     def digest(self) -> str:
         material = [f"zig={zig.zig_version()}", *self.flags, *self.material]
@@ -53,7 +66,8 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
     digest = plan.digest()
     if not force and cache.is_fresh(plan.output, digest):
         return BuildResult(
-            plan.output, plan.output.stat().st_size, True, time.monotonic() - started
+            plan.output, plan.output.stat().st_size, True, time.monotonic() - started,
+            target=plan.target,
         )
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     cache.clear_stamp(plan.output)
@@ -64,7 +78,10 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
     try:
         proc = zig.compile_wasm(argv, tmp, plan.root, plan.sources)
         try:
-            validate.validate(tmp)
+            if plan.check is not None:
+                plan.check(tmp)
+            else:
+                validate.validate(tmp)
         except BuildError as exc:
             where = _shown(plan)
             lines = str(exc).splitlines()
@@ -82,6 +99,7 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
         False,
         time.monotonic() - started,
         tuple(str(w) for w in warnings),
+        target=plan.target,
     )
 
 

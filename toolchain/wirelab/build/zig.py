@@ -19,6 +19,18 @@ TARGET_FLAGS: tuple[str, ...] = (
     "-s",
 )
 
+# An Envoy dynamic module: a shared library for the host Envoy runs on. Only the
+# SDK's envoy_dynamic_module_on_* hooks are exported (they carry default
+# visibility); everything else stays inside the module.
+NATIVE_FLAGS: tuple[str, ...] = (
+    "--target=x86_64-linux-gnu",
+    "-shared",
+    "-fPIC",
+    "-O2",
+    "-fvisibility=hidden",
+    "-s",
+)
+
 _CLANG_DIAG = re.compile(
     r"^(?P<file>[^\s:][^:\n]*):(?P<line>\d+):(?:(?P<col>\d+):)? "
     r"(?P<sev>fatal error|error|warning|note): (?P<msg>.*)$"

@@ -293,7 +293,10 @@ static uint32_t wl__data(uint32_t id, wl_dir dir, uint32_t size, uint32_t eos) {
     wl_conn *c = wl__conn(id);
     if (!c) return 0;
     c->bytes[dir] += size;
-    wl_read r = {dir, size, (int)eos, 0, 0};
+    wl_read r = {0};
+    r.dir = dir;
+    r.size = size;
+    r.end_of_stream = (int)eos;
     wl__batch_enter(c->plugin);
     wl_on_data(c, &r);
     if (!wl__batch_held()) wl_batch_flush();

@@ -91,6 +91,11 @@ int64_t wl_source_port(void) { return wl__int_or_minus1("source.port"); }
 int64_t wl_destination_port(void) { return wl__int_or_minus1("destination.port"); }
 int64_t wl_connection_id(void) { return wl__int_or_minus1("connection.id"); }
 
+int wl_connection_tls(void) {
+    char v[32];
+    return wl_property_string("connection.tls_version", v, sizeof v) > 0 ? 1 : 0;
+}
+
 /* ---- clocks --------------------------------------------------------------------- */
 
 static uint64_t wl__clock(__wasi_clockid_t clock) {

@@ -1,45 +1,12 @@
 /* proxy-wasm ABI v0.2.1 as seen from a network filter: the enumerations and
  * the host functions Envoy registers under module "env". Included by
- * wirelab_filter.h; filters normally use the wl_* helpers instead of calling
- * these directly. */
+ * wirelab_filter.h when compiling for wasm32 (its enumerations live there);
+ * filters normally use the wl_* helpers instead of calling these directly. */
 #ifndef WIRELAB_WL_ABI_H
 #define WIRELAB_WL_ABI_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-typedef enum {
-    WL_OK = 0,
-    WL_NOT_FOUND = 1,
-    WL_BAD_ARGUMENT = 2,
-    WL_SERIALIZATION_FAILURE = 3,
-    WL_PARSE_FAILURE = 4,
-    WL_INVALID_MEMORY_ACCESS = 6,
-    WL_EMPTY = 7,
-    WL_CAS_MISMATCH = 8,
-    WL_INTERNAL_FAILURE = 10,
-    WL_UNIMPLEMENTED = 12
-} wl_status;
-
-typedef enum {
-    WL_LOG_TRACE = 0,
-    WL_LOG_DEBUG = 1,
-    WL_LOG_INFO = 2,
-    WL_LOG_WARN = 3,
-    WL_LOG_ERROR = 4,
-    WL_LOG_CRITICAL = 5
-} wl_log_level;
-
-typedef enum {
-    WL_BUFFER_DOWNSTREAM_DATA = 2,
-    WL_BUFFER_UPSTREAM_DATA = 3,
-    WL_BUFFER_VM_CONFIGURATION = 6,
-    WL_BUFFER_PLUGIN_CONFIGURATION = 7
-} wl_buffer_type;
-
-typedef enum { WL_PEER_UNKNOWN = 0, WL_PEER_LOCAL = 1, WL_PEER_REMOTE = 2 } wl_peer;
-
-typedef enum { WL_COUNTER = 0, WL_GAUGE = 1, WL_HISTOGRAM = 2 } wl_metric_type;
 
 #define WL_IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
 
