@@ -289,9 +289,22 @@ def test_only_the_projects_protocol_decoder_is_compiled():
 
     tcp = library_sources("tcp")
     assert {p.name for p in tcp} >= {"wl_runtime.c", "wl_metrics.c", "wl_host.c", "wl_json.c"}
-    assert all(p.parent == sdk_dir() or p.name.startswith("wire") for p in tcp)
+    assert all(p.parent in (sdk_dir(), sdk_dir() / "wasm") or p.name.startswith("wire")
+               for p in tcp)
     pg = set(library_sources("postgres")) - set(tcp)
     assert pg == set(protocols_dir().glob("postgres*.c"))
+
+
+def test_each_target_links_its_own_sdk_backend_and_the_shared_sdk_files():
+    from wirelab.build.c import library_sources
+    from wirelab.paths import sdk_dir
+
+    wasm = {p.relative_to(sdk_dir()).as_posix() for p in library_sources("tcp", "wasm")}
+    native = {p.relative_to(sdk_dir()).as_posix() for p in library_sources("tcp", "native")}
+    shared = {"wl_json.c", "wl_metrics.c"}
+    assert wasm == shared | {"wasm/wl_runtime.c", "wasm/wl_host.c", "wasm/wl_wasm_metrics.c"}
+    assert native == shared | {"native/wl_native_runtime.c", "native/wl_native_host.c",
+                               "native/wl_native_metrics.c"}
 
 
 def test_sdk_readme_example_builds_warning_free(tmp_path):

@@ -251,8 +251,10 @@ class EnvoyRig:
         self.flush_s = stats_flush_interval_ms / 1000
         self.timeout = timeout
         self._upstream = socket.create_server(("127.0.0.1", 0), backlog=64)
+        # a lib<name>.so is the native build: Envoy's dynamic_modules filter
+        target = "native" if self.wasm.suffix == ".so" else "wasm"
         spec = FilterSpec(PLUGIN_NAME, self.wasm, self.plugin_config,
-                          failure_policy="FAIL_CLOSED")
+                          failure_policy="FAIL_CLOSED", target=target)
         listener = ListenerSpec("parity", ("127.0.0.1", self._upstream.getsockname()[1]),
                                 [spec])
         self.envoy = EnvoyProcess([listener], stats_flush_interval_ms=stats_flush_interval_ms)
@@ -316,7 +318,8 @@ def run_in_envoy(
     conversation: Conversation | str | Path,
     plugin_config: bytes | str | dict | None = None,
 ) -> MetricsDict:
-    """Play `conversation` through a fresh Envoy running the filter; its metrics."""
+    """Play `conversation` through a fresh Envoy running the filter (a .wasm, or
+    a native lib<name>.so); its metrics."""
     with EnvoyRig(wasm, plugin_config) as rig:
         return rig.run(conversation)
 

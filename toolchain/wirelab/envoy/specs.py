@@ -11,6 +11,10 @@ from typing import Any
 from ..errors import EnvoyError
 
 FAILURE_POLICIES = ("FAIL_OPEN", "FAIL_CLOSED", "FAIL_RELOAD")
+# "wasm": envoy.filters.network.wasm running a .wasm; "native":
+# envoy.filters.network.dynamic_modules loading a lib<name>.so (no VM, no
+# failure_policy: a native module is trusted like Envoy's own filters).
+FILTER_TARGETS = ("wasm", "native")
 # Listener and filter names end up in stat names and cluster names; keeping them
 # to this set means Envoy never rewrites them and the stats stay predictable.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
@@ -26,7 +30,8 @@ def _check_name(kind: str, name: str) -> None:
 
 @dataclass
 class FilterSpec:
-    """One `envoy.filters.network.wasm` filter.
+    """One filter: `envoy.filters.network.wasm`, or with `target="native"`
+    `envoy.filters.network.dynamic_modules` (then `wasm` is the lib<name>.so).
 
     `config` is the plugin configuration: a dict is sent as JSON, a str as is.
     """
@@ -37,10 +42,13 @@ class FilterSpec:
     root_id: str = ""
     vm_id: str = ""
     failure_policy: str = "FAIL_OPEN"
+    target: str = "wasm"
 
     def __post_init__(self) -> None:
         _check_name("filter", self.name)
         self.wasm = Path(self.wasm)
+        if self.target not in FILTER_TARGETS:
+            raise EnvoyError(f"filter target {self.target!r} is unknown: use wasm or native")
         policy = self.failure_policy.upper()
         if policy not in FAILURE_POLICIES:
             raise EnvoyError(

@@ -45,15 +45,24 @@ def resolve_filter(
     config: dict[str, Any] | None = None,
     failure_policy: str = "FAIL_OPEN",
     force_build: bool = False,
+    build_target: str = "wasm",
 ) -> ResolvedFilter:
-    """Build a project directory if its inputs changed, or take a .wasm as is.
+    """Build a project directory if its inputs changed, or take a .wasm / .so as is.
 
     `config` (a dict) is merged over the project's plugin configuration.
+    `build_target` "native" builds and runs the project's lib<name>.so
+    (Envoy's dynamic_modules filter) instead of its .wasm.
     """
     from ..build import build_project
     from ..project import Project
 
     path = Path(target)
+    if path.suffix == ".so":
+        if not path.is_file():
+            raise WirelabError(f"filter {path} does not exist: build it with --target native")
+        name = path.stem.removeprefix("lib")
+        spec = FilterSpec(_spec_name(name), path, config or {}, target="native")
+        return ResolvedFilter(spec, "tcp")
     if path.suffix == ".wasm":
         if not path.is_file():
             raise WirelabError(
@@ -62,14 +71,14 @@ def resolve_filter(
         spec = FilterSpec(_spec_name(path.stem), path, config or {}, failure_policy=failure_policy)
         return ResolvedFilter(spec, "tcp")
     project = Project.load(path)
-    build_project(project, force=force_build)
+    build_project(project, force=force_build, target=build_target)
     base = plugin_config_for(project)
     if config:
         merged = json.loads(base) if isinstance(base, str) else dict(base)
         merged.update(config)
         base = merged
     spec = FilterSpec(
-        _spec_name(project.name), project.wasm_path, base, root_id=project.name,
-        failure_policy=failure_policy,
+        _spec_name(project.name), project.output_path(build_target), base,
+        root_id=project.name, failure_policy=failure_policy, target=build_target,
     )
     return ResolvedFilter(spec, project.manifest.protocol)

@@ -36,6 +36,10 @@ class Lab:
     a filter can only count it (`upgraded_to_ssl`), not look inside, so a lab
     meant for observing traffic speaks plaintext.
 
+    `target="native"` builds each project filter as an Envoy dynamic module
+    (build/lib<name>.so, envoy.filters.network.dynamic_modules) instead of
+    Wasm; metric names and labels are the same, so assertions do not change.
+
     `backend="docker"` runs the official postgres:18, mysql:8.4 and
     envoyproxy/envoy images on a private network instead (see `docker_lab`);
     connection parameters are the same (127.0.0.1 and published ports).
@@ -54,6 +58,7 @@ class Lab:
         concurrency: int = 1,
         stats_flush_interval_ms: int = 200,
         backend: str = "local",
+        target: str = "wasm",
     ):
         if not (postgres or mysql):
             raise WirelabError(
@@ -71,6 +76,14 @@ class Lab:
         self.concurrency = concurrency
         self.stats_flush_interval_ms = stats_flush_interval_ms
         self.backend = backend
+        if target not in ("wasm", "native"):
+            raise WirelabError(f"target {target!r} is unknown: use 'wasm' or 'native'")
+        if target == "native" and backend == "docker":
+            raise WirelabError(
+                "target='native' runs with the local backend only: a dynamic module must be "
+                "built for the Envoy binary that loads it"
+            )
+        self.target = target
         self.postgres: Any = None
         self.mysql: Any = None
         self.envoy: EnvoyProcess | EnvoyContainer | None = None
@@ -93,7 +106,8 @@ class Lab:
                 self._require_docker()
             # Build first: a compile error should not cost a server start-up.
             self.filters = [
-                resolve_filter(t, self.filter_config, self.failure_policy)
+                resolve_filter(t, self.filter_config, self.failure_policy,
+                               build_target=self.target)
                 for t in self.filter_targets
             ]
             if self.backend == "docker":
