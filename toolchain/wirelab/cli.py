@@ -41,19 +41,28 @@ def main() -> None:
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
-def build(directory: Path, as_json: bool, force: bool) -> None:
-    """Compile the filter project in DIRECTORY to build/<name>.wasm."""
-    from .build import build_project
-    from .project import Project
+@click.option("--target", type=click.Choice(["wasm", "native", "all"]), default=None,
+              help="build/<name>.wasm, build/lib<name>.so (Envoy dynamic module), or both "
+                   "(default: the manifest's `targets`, else wasm).")
+def build(directory: Path, as_json: bool, force: bool, target: str | None) -> None:
+    """Compile the filter project in DIRECTORY to build/<name>.wasm (and/or lib<name>.so)."""
+    from .build import build_targets
+    from .project import TARGETS, Project
 
-    result = build_project(Project.load(directory), force=force)
-    for warning in getattr(result, "warnings", ()):
-        click.echo(f"wirelab: warning: {warning}", err=True)
+    wanted = list(TARGETS) if target == "all" else [target] if target else None
+    results = build_targets(Project.load(directory), wanted, force=force)
+    for result in results:
+        for warning in getattr(result, "warnings", ()):
+            click.echo(f"wirelab: warning: {warning}", err=True)
     if as_json:
-        click.echo(json.dumps(result.as_dict()))
+        # one target: its result as before; several: {"wasm": {...}, "native": {...}}
+        out = results[0].as_dict() if len(results) == 1 else {
+            r.target: r.as_dict() for r in results}
+        click.echo(json.dumps(out))
     else:
-        state = "up to date" if result.cached else "built"
-        click.echo(f"{state}: {result.wasm} ({result.bytes:,} bytes, {result.seconds:.2f} s)")
+        for result in results:
+            state = "up to date" if result.cached else "built"
+            click.echo(f"{state}: {result.wasm} ({result.bytes:,} bytes, {result.seconds:.2f} s)")
 
 
 # --- doctor ----------------------------------------------------------------
@@ -109,11 +118,14 @@ def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
 
 # --- lab: up / down / stats / config ----------------------------------------
 def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-                pg_bin: Path | None, tls: bool) -> dict:
+                pg_bin: Path | None, tls: bool, target: str = "wasm") -> dict:
     if not (postgres or mysql):
         postgres = mysql = True
-    return {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
-            "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
+    kwargs = {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
+              "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
+    if target != "wasm":
+        kwargs["target"] = target
+    return kwargs
 
 
 @main.command()
@@ -129,12 +141,14 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               help="Enable TLS on the servers (filters then only count TLS sessions).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               help="Write connection details to this JSON file and detach.")
+@click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
+              show_default=True, help="Run project filters as Wasm or as native Envoy modules.")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, target: str) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
-    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls)
+    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target)
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
@@ -285,12 +299,19 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
               help="The database server (default: 127.0.0.1:5432 or :3306).")
 @click.option("--failure-policy", type=click.Choice(["FAIL_OPEN", "FAIL_CLOSED", "FAIL_RELOAD"]),
               default="FAIL_OPEN", show_default=True)
+@click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
+              show_default=True,
+              help="Wasm filter, or the native build (envoy.filters.network.dynamic_modules).")
 def config(directory: Path, listen: int | None, upstream: str | None,
-           failure_policy: str) -> None:
+           failure_policy: str, target: str) -> None:
     """Print Envoy YAML (filter + tcp_proxy + stats_tags) for your own Envoy."""
     from .harness.userconfig import user_config
 
-    click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)
+    if target == "wasm":
+        click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)
+    else:
+        click.echo(user_config(directory, listen, upstream, failure_policy, target=target),
+                   nl=False)
 
 
 # --- demo ------------------------------------------------------------------
@@ -407,10 +428,21 @@ class _PytestArgsCommand(click.Command):
 @main.command(cls=_PytestArgsCommand)
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--e2e", is_flag=True, help="Also run tests marked e2e (real Envoy and servers).")
+@click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
+              show_default=True,
+              help="What the e2e labs run (wirelab_lab's default target); the emulator's unit "
+                   "tests always run the Wasm build.")
 @click.pass_context
-def test(ctx: click.Context, directory: Path, e2e: bool) -> None:
+def test(ctx: click.Context, directory: Path, e2e: bool, target: str) -> None:
     """Build the project in DIRECTORY, then run its tests (pytest; args after -- go to it)."""
+    import os
+
     from .testing.runner import run_tests
+
+    if target != "wasm":
+        if not e2e:
+            raise click.UsageError("--target native needs --e2e: the emulator runs Wasm only")
+        os.environ["WIRELAB_TARGET"] = target
 
     code = run_tests(directory, e2e=e2e, pytest_args=ctx.meta.get("wirelab.pytest_args", []),
                      report=lambda line: click.echo(line, err=True))

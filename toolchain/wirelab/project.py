@@ -80,7 +80,9 @@ class Project:
     def _check_inputs(self, manifest_path: Path) -> None:
         m = self.manifest
         if not m.targets:
-            raise WirelabError(f"{manifest_path}: `targets` is empty: list \"wasm\" and/or \"native\"")
+            raise WirelabError(
+                f"{manifest_path}: `targets` is empty: list \"wasm\" and/or \"native\""
+            )
         if m.language == "c":
             if not m.sources:
                 raise WirelabError(f"{manifest_path}: a C project needs `sources = [\"filter.c\"]`")

@@ -34,7 +34,8 @@ def dynamic_symbols(path: Path) -> DynamicSymbols:
             raise BuildError(f"{path} is not a 64-bit little-endian ELF file")
         shoff, = struct.unpack_from("<Q", m, 0x28)
         shentsize, shnum = struct.unpack_from("<HH", m, 0x3A)
-        sections = [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
+        sections = [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize)
+                    for i in range(shnum)]
         defined: set[str] = set()
         undefined: set[str] = set()
         for _name, typ, _flags, _addr, off, size, link, _info, _align, entsize in sections:

@@ -109,6 +109,8 @@ def problems(module: Path, binary: Path | None = None) -> list[str]:
     return found
 
 
+_DM_TYPE = ("type.googleapis.com/"
+            "envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter")
 _VALIDATE_YAML = """\
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -120,10 +122,12 @@ static_resources:
     - filters:
       - name: envoy.filters.network.dynamic_modules
         typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
+          "@type": {dm_type}
           dynamic_module_config: {{module: {{local: {{filename: {module}}}}}}}
           filter_name: check
-          filter_config: {{"@type": type.googleapis.com/google.protobuf.StringValue, value: {config}}}
+          filter_config:
+            "@type": type.googleapis.com/google.protobuf.StringValue
+            value: {config}
       - name: envoy.filters.network.tcp_proxy
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
@@ -146,7 +150,8 @@ def envoy_validate(module: Path, config_json: str = "{}", binary: Path | None = 
     with tempfile.TemporaryDirectory(prefix="wirelab-validate-") as tmp:
         cfg = Path(tmp) / "validate.yaml"
         cfg.write_text(
-            _VALIDATE_YAML.format(module=json.dumps(str(module)), config=json.dumps(config_json))
+            _VALIDATE_YAML.format(module=json.dumps(str(module)), config=json.dumps(config_json),
+                                  dm_type=_DM_TYPE)
         )
         env = {k: v for k, v in os.environ.items() if k != "ENVOY_DYNAMIC_MODULES_SEARCH_PATH"}
         proc = subprocess.run(
@@ -156,7 +161,8 @@ def envoy_validate(module: Path, config_json: str = "{}", binary: Path | None = 
     if proc.returncode == 0:
         return None
     lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-    reason = next((ln for ln in lines if "critical" in ln or "error" in ln), lines[-1] if lines else "")
+    last = lines[-1] if lines else ""
+    reason = next((ln for ln in lines if "critical" in ln or "error" in ln), last)
     return reason.split("] ", 2)[-1].strip() or f"exit status {proc.returncode}"
 
 

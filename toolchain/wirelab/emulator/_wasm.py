@@ -71,6 +71,14 @@ _modules: dict[tuple[str, int, int], wasmtime.Module] = {}
 
 def load_module(path: Path) -> wasmtime.Module:
     """Compile once per file version; every VM of every emulator shares it."""
+    if path.suffix == ".so" or path.read_bytes()[:4] == b"\x7fELF":
+        from ..errors import WirelabError
+
+        raise WirelabError(
+            f"{path} is a native Envoy module: the emulator runs Wasm builds only. Test the "
+            "native build in real Envoy (`wirelab test --e2e --target native`, "
+            "Lab(target=\"native\")) and the .wasm in the emulator"
+        )
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     mod = _modules.get(key)

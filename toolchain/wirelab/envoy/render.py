@@ -23,7 +23,8 @@ TAG_KEYS = (
 )
 # Envoy stores a Wasm metric `x` as `wasmcustom.x`, and the tag regexes see that
 # full name (a native filter's metrics get the same namespace through
-# `metrics_namespace`, so both targets give the same stats and labels); anchoring on the namespace keeps Envoy's own stats untouched and
+# `metrics_namespace`, so both targets give the same stats and labels); anchoring
+# on the namespace keeps Envoy's own stats untouched and
 # lets Envoy skip the regex for every other stat (it indexes rules by prefix).
 NAMESPACE = "wasmcustom"
 # Where the docker backend mounts each filter's .wasm inside the Envoy container.

@@ -58,11 +58,18 @@ def wirelab_mariadb() -> Iterator[Any]:
 
 @pytest.fixture
 def wirelab_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., Lab]]:
-    """Factory: `wirelab_lab(postgres=True, filters=[...], **kwargs)` -> a running Lab."""
+    """Factory: `wirelab_lab(postgres=True, filters=[...], **kwargs)` -> a running Lab.
+
+    `target="native"` runs project filters as Envoy dynamic modules; without it
+    the target is $WIRELAB_TARGET (set by `wirelab test --e2e --target`), else wasm.
+    """
     labs: list[Lab] = []
     request.node.stash[_LABS] = labs
 
     def make(**kwargs: Any) -> Lab:
+        import os
+
+        kwargs.setdefault("target", os.environ.get("WIRELAB_TARGET", "wasm"))
         lab = Lab(**kwargs).start()
         labs.append(lab)
         return lab

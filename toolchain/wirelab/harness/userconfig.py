@@ -19,8 +19,8 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 def user_config(directory: Path, listen: int | None, upstream: str | None,
-                failure_policy: str = "FAIL_OPEN") -> str:
-    resolved = resolve_filter(directory, failure_policy=failure_policy)
+                failure_policy: str = "FAIL_OPEN", target: str = "wasm") -> str:
+    resolved = resolve_filter(directory, failure_policy=failure_policy, build_target=target)
     default_listen, default_upstream = DEFAULTS[resolved.protocol]
     if upstream:
         up = parse_hostport(upstream)
