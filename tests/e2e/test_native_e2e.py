@@ -154,3 +154,41 @@ def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(build
             assert c("decoder_errors") == 0 and c("errors") == 0
             assert c("sessions") == sessions == 9
             envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 8 * 25)
+
+
+# ---------------------------------------------------------------- Prometheus: the same series
+
+
+def _filter_series(rig) -> dict[tuple[str, tuple[tuple[str, str], ...]], float | None]:
+    """The filter's series in /stats/prometheus: (name, labels) -> value; a
+    histogram's _sum and _bucket values are Envoy's clock, so only the key counts."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float | None] = {}
+    for s in rig.envoy.stats.prometheus():
+        if s.name.startswith("envoy_") and not s.name.startswith("envoy_wasmcustom"):
+            continue  # Envoy's own stats (listener, cluster, server)
+        timed = s.name.endswith(("_sum", "_bucket"))
+        out[(s.name, tuple(sorted(s.labels.items())))] = None if timed else s.value
+    return out
+
+
+@pytest.mark.parametrize(("protocol", "conversation"), [
+    ("postgres", "errors_notices"), ("mysql", "multi")])
+def test_prometheus_series_are_the_same_from_a_native_only_envoy(builds, protocol: str,
+                                                                  conversation: str) -> None:
+    """An Envoy running only native filters writes `<name>{stat_prefix=..,<tag>=..}`
+    like one running Wasm: no `envoy_wasmcustom_` prefix, the same labels."""
+    from wirelab.parity import EnvoyRig
+
+    wasm, so, config = builds(protocol)
+    path = CONVERSATIONS / protocol / f"{conversation}.jsonl"
+    series = {}
+    for artifact in (wasm, so):
+        with EnvoyRig(artifact, config) as rig:
+            rig.run(path)
+            series[artifact.suffix] = _filter_series(rig)
+    from_wasm, from_native = series[".wasm"], series[".so"]
+    assert not [k for k in from_native if k[0].startswith("envoy_wasmcustom")]
+    assert f"{protocol}_bytes" in {name for name, _ in from_wasm}
+    assert any(dict(labels).keys() - {"stat_prefix"} for _, labels in from_wasm), \
+        "no tag label in the Wasm build's series"
+    assert from_native == from_wasm

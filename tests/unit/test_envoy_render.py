@@ -137,3 +137,14 @@ def test_tag_rules_split_the_naming_convention() -> None:
     )
     # Envoy's own stats are not Wasm metrics: untouched.
     assert _extract("tcp.db.downstream_cx_total") == ("tcp.db.downstream_cx_total", {})
+
+
+def test_a_native_filter_brings_the_runtime_guard_that_strips_its_namespace(wasm: Path) -> None:
+    so = wasm.with_name("libprobe.so")  # the snippet names the file; it need not exist here
+    native = ListenerSpec("pg", ("127.0.0.1", 5432),
+                          [FilterSpec("pgm", so, target="native")], port=6432)
+    plain = ListenerSpec("pg", ("127.0.0.1", 5432), [FilterSpec("pgm", wasm)], port=6432)
+    guard = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true"
+    assert guard in render_user_config([native])
+    assert "layered_runtime" not in render_user_config([plain])
+    assert "layered_runtime" not in render_bootstrap([plain], admin_port=19901)

@@ -39,6 +39,12 @@ def tag_rules(extra_keys: tuple[str, ...] = ()) -> list[dict[str, str]]:
     return rules
 
 
+def has_native(listeners: list[ListenerSpec]) -> bool:
+    """Whether any filter is a native module (then the bootstrap needs the
+    runtime guard that strips its namespace from Prometheus names)."""
+    return any(f.target == "native" for spec in listeners for f in spec.filters)
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -141,6 +147,7 @@ def render_bootstrap(
         admin_port=int(admin_port),
         flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
         tag_rules=tag_rules(),
+        native=has_native(listeners),
     )
 
 
@@ -197,6 +204,7 @@ def render_container_bootstrap(
         admin_port=int(admin_port),
         flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
         tag_rules=tag_rules(),
+        native=has_native(listeners),
     )
 
 
@@ -217,4 +225,5 @@ def render_user_config(
     return _env().get_template("user-config.yaml.j2").render(
         listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
         tag_rules=tag_rules(extra_tag_keys),
+        native=has_native(listeners),
     )
