@@ -192,3 +192,113 @@ def test_prometheus_series_are_the_same_from_a_native_only_envoy(builds, protoco
     assert any(dict(labels).keys() - {"stat_prefix"} for _, labels in from_wasm), \
         "no tag label in the Wasm build's series"
     assert from_native == from_wasm
+
+
+# ---------------------------------------------- ticks: held counters, idle connections
+
+# no constant in it: pg_stat_statements keeps the text as sent
+TICK_QUERY = "SELECT now() AS wirelab_tick"
+
+
+def _open_on_both_workers(envoy, pg, per_worker: int) -> dict[int, list]:
+    """Connections through Envoy, opened one at a time, each put on the list of
+    the worker whose downstream_cx_total moved, until both workers hold
+    `per_worker` of them."""
+    import psycopg
+
+    port = envoy.port("pg")
+    names = [f"listener.127.0.0.1_{port}.worker_{w}.downstream_cx_total" for w in (0, 1)]
+    held: dict[int, list] = {0: [], 1: []}
+    for _ in range(64):
+        if min(len(v) for v in held.values()) >= per_worker:
+            return held
+        before = [envoy.stats.snapshot().counters.get(n, 0) for n in names]
+        conn = psycopg.connect(**pg.conninfo(port=port), sslmode="disable", autocommit=True)
+        after = [envoy.stats.snapshot().counters.get(n, 0) for n in names]
+        worker = 0 if after[0] > before[0] else 1
+        assert after[worker] == before[worker] + 1
+        held[worker].append(conn)
+    pytest.fail(f"the kernel put every connection on one worker: {[len(v) for v in held.values()]}")
+
+
+def _tick_query_calls(pg) -> int:
+    with _direct(pg) as conn:
+        row = conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                           "WHERE query = %s", (TICK_QUERY,)).fetchone()
+    return int(row[0])
+
+
+@pytest.fixture(scope="module")
+def tick_pg():
+    pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
+    with _server() as pg:
+        if not pg.pg_stat_statements:
+            pytest.skip("this PostgreSQL build has no pg_stat_statements "
+                        "(apt-get install postgresql-contrib)")
+        yield pg
+
+
+def _reset_statements(pg) -> None:
+    with _direct(pg) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def test_held_counters_of_idle_connections_on_two_workers_reach_envoy_on_the_tick(builds, tick_pg):
+    """metrics_flush_ms 200, Envoy --concurrency 2: statements run on connections
+    that then sit idle reach Envoy with no further traffic (the per-worker tick),
+    also after the connection each worker ticks through has closed."""
+    _, so, _ = builds("postgres")
+    spec = FilterSpec("postgres", so, {"stat_prefix": "tick", "metrics_flush_ms": 200},
+                      target="native")
+    listeners = [ListenerSpec("pg", (tick_pg.host, tick_pg.port), [spec])]
+    with EnvoyProcess(listeners, concurrency=2) as envoy:
+        _reset_statements(tick_pg)
+        held = _open_on_both_workers(envoy, tick_pg, per_worker=2)
+        try:
+            conns = held[0] + held[1]
+            for conn in conns:
+                conn.execute(TICK_QUERY)
+            # no byte moves from here on: only the tick can send the held counts
+            envoy.stats.wait_for("postgres.tick.statements", _tick_query_calls(tick_pg))
+            assert _tick_query_calls(tick_pg) == len(conns)
+            assert envoy.stats.snapshot().counter("postgres.tick.sessions") == len(conns)
+
+            # close each worker's first connection (the one its tick went through)
+            for w in (0, 1):
+                held[w].pop(0).close()
+            envoy.stats.wait_for("postgres.tick.sessions_active", len(conns) - 2)
+            for conn in held[0] + held[1]:
+                conn.execute(TICK_QUERY)
+                conn.execute(TICK_QUERY)
+            expected = _tick_query_calls(tick_pg)
+            assert expected == len(conns) + 2 * (len(conns) - 2)
+            envoy.stats.wait_for("postgres.tick.statements", expected)
+        finally:
+            for conn in held[0] + held[1]:
+                conn.close()
+
+
+def test_held_counters_are_sent_when_their_connection_ends(builds, tick_pg):
+    """metrics_flush_ms 60000 (no tick during the test): statements on open
+    connections stay in the module; closing the connections sends them, complete
+    by the time sessions_active drops to 0."""
+    _, so, _ = builds("postgres")
+    spec = FilterSpec("postgres", so, {"stat_prefix": "held", "metrics_flush_ms": 60000},
+                      target="native")
+    listeners = [ListenerSpec("pg", (tick_pg.host, tick_pg.port), [spec])]
+    with EnvoyProcess(listeners, concurrency=2) as envoy:
+        _reset_statements(tick_pg)
+        held = _open_on_both_workers(envoy, tick_pg, per_worker=1)
+        conns = held[0] + held[1]
+        for conn in conns:
+            conn.execute(TICK_QUERY)
+        calls = _tick_query_calls(tick_pg)
+        assert calls == len(conns)
+        envoy.stats.wait_for("postgres.held.sessions_active", len(conns))
+        assert envoy.stats.snapshot().counter("postgres.held.statements") == 0
+        for conn in conns:
+            conn.close()
+        envoy.stats.wait_for("postgres.held.sessions_active", 0)
+        snap = envoy.stats.snapshot()
+        assert snap.counter("postgres.held.statements") == calls
+        assert snap.counter("postgres.held.sessions") == len(conns)
