@@ -72,8 +72,16 @@ typedef struct wl_lua_conn {
     void *decoder; /* wl_pg_decoder / wl_mysql_decoder, or NULL */
 } wl_lua_conn;
 
+/* Natively (an Envoy dynamic module) every worker thread runs its own VM at
+ * the same time, so "the current callback's" state is per thread. */
+#if defined(__wasm__)
+#define WL_LUA_THREAD
+#else
+#define WL_LUA_THREAD _Thread_local
+#endif
+
 /* The context whose host callback is running (0: none or the plugin's). */
-extern uint32_t wl_lua_current_context;
+extern WL_LUA_THREAD uint32_t wl_lua_current_context;
 
 /* The VM of any thread of a plugin's Lua state. */
 static inline wl_lua_vm *wl_lua_vm_of(lua_State *L) { return *(wl_lua_vm **)lua_getextraspace(L); }

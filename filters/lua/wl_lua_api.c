@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "wl_lua.h"
+#if !defined(__wasm__)
+#include "wl_native.h" /* wl__dm_filter: the connection a host call is for */
+#endif
 
 #define CONN_MT "wirelab.connection"
 #define BUFFER_MT "wirelab.buffer"
@@ -85,10 +88,19 @@ static int wl_lua_push_property(lua_State *L, wl_conn *c, const char *path) {
     char buf[256];
     /* A connection object kept from another connection's callback: read its
      * properties in its own context, then switch back. */
+#if defined(__wasm__)
     int other = c->context_id != wl_lua_current_context;
     if (other) proxy_set_effective_context(c->context_id);
     int n = wl_property_string(path, buf, sizeof buf);
     if (other && wl_lua_current_context) proxy_set_effective_context(wl_lua_current_context);
+#else
+    /* Natively a property is read through the connection's own Envoy pointer
+     * (live: an ended connection's object holds NULL; one worker, one VM). */
+    void *current = wl__dm_filter;
+    wl__dm_filter = c->host;
+    int n = wl_property_string(path, buf, sizeof buf);
+    wl__dm_filter = current;
+#endif
     if (n < 0) return wl_lua_nil(L);
     if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
     lua_pushlstring(L, buf, (size_t)n);

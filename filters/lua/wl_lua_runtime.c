@@ -15,8 +15,8 @@ WL_CONN_STATE(wl_lua_conn)
 
 #define HOOK_STEP 1000
 
-uint32_t wl_lua_current_context;
-static uint32_t wl_lua_generations;
+WL_LUA_THREAD uint32_t wl_lua_current_context;
+static uint32_t wl_lua_generations; /* natively: configures run on Envoy's main thread */
 
 /* ---- memory cap ---------------------------------------------------------- */
 
@@ -527,7 +527,9 @@ void wl_on_connection_end(wl_conn *c) {
  * script compiles, else a NUL-terminated "name:line: message". */
 static char wl_lua_check_msg[1024];
 
+#if defined(__wasm__)
 __attribute__((export_name("wirelab_lua_check")))
+#endif
 const char *wirelab_lua_check(const char *src, size_t len, const char *name) {
     lua_State *L = luaL_newstate();
     if (!L) return "out of memory";

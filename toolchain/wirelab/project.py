@@ -8,7 +8,7 @@
     cflags = []                 # extra compiler flags
     script = "filter.lua"       # Lua projects: the script
     targets = ["wasm"]          # what `wirelab build` makes: "wasm" (build/<name>.wasm)
-                                # and/or "native" (build/lib<name>.so, C projects only)
+                                # and/or "native" (build/lib<name>.so)
     [config]                    # plugin configuration defaults (a JSON object)
     stat_prefix = "demo"
 """

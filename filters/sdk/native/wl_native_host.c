@@ -3,6 +3,8 @@
  * Properties keep the proxy-wasm attribute paths and value shapes (strings as
  * bytes, integers as 8-byte little-endian), answered from Envoy's connection
  * callbacks for the connection the current callback runs for. */
+/* clock_gettime, pthread_*: POSIX, also when a project builds with -std=c11 */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

@@ -1,13 +1,17 @@
 /* Metrics on the native backend.
  *
  * Envoy keeps a filter config's metrics in vectors indexed by id; defining
- * one appends to the vector, updating one indexes it. Filters define tagged
- * metrics lazily on worker threads, so a define on one worker could move the
- * vector another worker is indexing: defines take this module's lock for
- * writing, every update (a whole batch flush at once) for reading.
+ * one appends to the vector, updating one indexes it. Envoy 1.40 accepts
+ * definitions only while config_new runs (afterwards define_* answers Frozen),
+ * so a tagged metric a filter defines lazily on a worker is refused natively.
+ * Defines still take this module's lock for writing, every update (a whole
+ * batch flush at once) for reading, so a later Envoy that lifts the freeze
+ * cannot move a vector another worker is indexing.
  *
  * A wl_metric carries its type in the top two bits: Envoy numbers counters,
  * gauges and histograms separately and has a different call for each. */
+/* clock_gettime, pthread_*: POSIX, also when a project builds with -std=c11 */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <string.h>
 
@@ -51,7 +55,13 @@ wl_metric wl_metric_define(wl_metric_type type, const char *name) {
     }
     pthread_rwlock_unlock(&wl__dm_metrics_lock);
     if (rc != 0 || id > WL_DM_INDEX_MASK) {
-        wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s", name);
+        /* 3 (Frozen): Envoy 1.40 takes definitions only while config_new runs,
+         * so natively a metric must be defined in wl_on_configure. */
+        if (rc == 3)
+            wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s: a native module defines "
+                   "metrics only while its configuration loads", name);
+        else
+            wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s (result %d)", name, (int)rc);
         return WL_METRIC_INVALID;
     }
     return ((uint32_t)type << WL_DM_TYPE_SHIFT) | (uint32_t)id;

@@ -5,6 +5,8 @@
  * every worker. The SDK turns it into one wl_plugin per worker (configured on
  * the main thread, before any worker sees it), so each worker mutates only its
  * own plugin state and metric batch, as each worker's VM does in Wasm. */
+/* clock_gettime, pthread_*: POSIX, also when a project builds with -std=c11 */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

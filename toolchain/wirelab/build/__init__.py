@@ -27,6 +27,7 @@ BUILDERS: dict[str, Builder] = {"c": build_c, "lua": build_lua}
 # Languages that build to each non-Wasm target.
 NATIVE_BUILDERS: dict[str, Callable[[Project, bool], BuildResult]] = {
     "c": lambda project, force: build_c(project, force, target="native"),
+    "lua": lambda project, force: build_lua(project, force, target="native"),
 }
 
 

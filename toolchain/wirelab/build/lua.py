@@ -7,6 +7,12 @@ copies that module to `build/<name>.wasm` and writes the plugin configuration
 (`build/<name>.config.json`: the script, its settings, the protocol) after a
 syntax check of the script by the runtime's own Lua, run under wasmtime. A
 changed script never needs a compile.
+
+Natively (`target="native"`) the same sources, with the SDK's dynamic-modules
+backend instead of the proxy-wasm one, link into `runtime-<hash>.so` (Lua's
+errors then use the host's setjmp/longjmp, no Wasm exception flags), copied to
+`build/lib<name>.so` beside the same config. The script check still runs the
+Wasm runtime's Lua, the same Lua 5.4 sources.
 """
 
 from __future__ import annotations
@@ -48,6 +54,14 @@ LINK_FLAGS = (
     "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-s", *EH_FLAGS,
     "-lwasi-emulated-signal",
 )
+# The host build: a shared library Envoy dlopens; only the SDK's hooks are
+# exported. Lua picks _setjmp/_longjmp (no signal-mask save) with LUA_USE_POSIX.
+NATIVE_COMPILE_FLAGS = (
+    "--target=x86_64-linux-gnu", "-fPIC", "-O2", "-fvisibility=hidden", "-DLUA_USE_POSIX",
+)
+NATIVE_LINK_FLAGS = ("--target=x86_64-linux-gnu", "-shared", "-fPIC", "-O2", "-s", "-lm")
+# What `envoy --mode validate` configures the runtime with: an empty script.
+NATIVE_CHECK_CONFIG = '{"script":"","stat_prefix":"check"}'
 # setjmp/longjmp lowered to Wasm exceptions throw this tag; something must define it.
 EH_TAG_ASM = ".globl __c_longjmp\n.tagtype __c_longjmp i32\n__c_longjmp:\n"
 CONFIG_SUFFIX = ".config.json"
@@ -97,25 +111,25 @@ def _compile_one(src: Path, flags: list[str], headers: str) -> Path:
     return obj
 
 
-def build_runtime(force: bool = False) -> Path:
-    """The Lua runtime module, compiled (or found in the cache) and validated."""
+def build_runtime(force: bool = False, target: str = "wasm") -> Path:
+    """The Lua runtime module (`target` "native": the shared library), compiled
+    (or found in the cache) and validated."""
+    native = target == "native"
+    compile_flags = NATIVE_COMPILE_FLAGS if native else COMPILE_FLAGS
     lua_dir = lua_source.source_dir()
     lua_srcs = sorted(p for p in lua_dir.glob("*.c") if p.name not in EXCLUDED_LUA_FILES)
     decoders, defines = _decoder_sources()
-    # the SDK's host-independent files and its proxy-wasm backend
+    # the SDK's host-independent files and the backend of the target
     sdk = paths.sdk_dir()
     runtime_srcs = sorted(lua_runtime_dir().glob("*.c")) + sorted(sdk.glob("*.c"))
-    runtime_srcs += sorted((sdk / "wasm").glob("*.c"))
+    runtime_srcs += sorted((sdk / target).glob("*.c"))
     runtime_srcs += decoders
-    inc = [lua_runtime_dir(), paths.sdk_dir(), paths.protocols_dir(), lua_dir]
-    runtime_flags = [*COMPILE_FLAGS, "-std=c11", "-Wall", *defines, *(f"-I{d}" for d in inc)]
+    inc = [lua_runtime_dir(), sdk, sdk / target, paths.protocols_dir(), lua_dir]
+    runtime_flags = [*compile_flags, "-std=c11", "-Wall", *defines, *(f"-I{d}" for d in inc)]
     # Extra flags for experiments, e.g. WIRELAB_LUA_CFLAGS=-DWL_LUA_PROFILE (a
     # profiling runtime: lua.<prefix>.profile_{ns,reads,messages} counters).
     runtime_flags += os.environ.get("WIRELAB_LUA_CFLAGS", "").split()
-    lua_flags = [*COMPILE_FLAGS, "-std=gnu99"]
-    tag = _obj_cache() / "c_longjmp_tag.s"
-    if not tag.is_file() or tag.read_text() != EH_TAG_ASM:
-        tag.write_text(EH_TAG_ASM)
+    lua_flags = [*compile_flags, "-std=gnu99"]
 
     if force:
         for stale in _obj_cache().glob("*.o"):
@@ -124,28 +138,42 @@ def build_runtime(force: bool = False) -> Path:
     lua_headers = _headers_digest([lua_dir])
     jobs = [(s, lua_flags, lua_headers) for s in lua_srcs]
     jobs += [(s, runtime_flags, runtime_headers) for s in runtime_srcs]
-    jobs.append((tag, [*COMPILE_FLAGS], ""))
+    if not native:
+        jobs.append((_eh_tag(), [*COMPILE_FLAGS], ""))
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         objects = list(pool.map(lambda j: _compile_one(*j), jobs))
 
+    link_flags = NATIVE_LINK_FLAGS if native else LINK_FLAGS
     digest = hashlib.sha256(
-        "\0".join([zig.zig_version(), *LINK_FLAGS, *(o.name for o in objects)]).encode()
+        "\0".join([zig.zig_version(), *link_flags, *(o.name for o in objects)]).encode()
     ).hexdigest()[:24]
-    out = lua_source.lua_cache_root() / f"runtime-{digest}.wasm"
+    out = lua_source.lua_cache_root() / f"runtime-{digest}.{'so' if native else 'wasm'}"
     if out.is_file() and not force:
         return out
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    argv = [*zig.compiler_command(), *LINK_FLAGS, "-o", str(tmp), *map(str, objects)]
+    argv = [*zig.compiler_command(), *link_flags, "-o", str(tmp), *map(str, objects)]
     try:
         zig.compile_wasm(argv, tmp, lua_runtime_dir(), runtime_srcs)
         try:
-            validate.validate(tmp)
+            if native:
+                from . import native as native_check
+
+                native_check.validate(tmp, NATIVE_CHECK_CONFIG)
+            else:
+                validate.validate(tmp)
         except BuildError as exc:
             raise BuildError(f"the Lua runtime module is not loadable by Envoy: {exc}") from None
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _eh_tag() -> Path:
+    tag = _obj_cache() / "c_longjmp_tag.s"
+    if not tag.is_file() or tag.read_text() != EH_TAG_ASM:
+        tag.write_text(EH_TAG_ASM)
+    return tag
 
 
 # ---- script syntax check -----------------------------------------------------------
@@ -232,7 +260,7 @@ def config_path(project: Project) -> Path:
     return project.build_dir / f"{project.name}{CONFIG_SUFFIX}"
 
 
-def build_lua(project: Project, force: bool = False) -> BuildResult:
+def build_lua(project: Project, force: bool = False, target: str = "wasm") -> BuildResult:
     started = time.monotonic()
     script = project.script_path
     assert script is not None  # Project.load checked it
@@ -241,13 +269,14 @@ def build_lua(project: Project, force: bool = False) -> BuildResult:
         source = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BuildError(f"{project.manifest.script}: not UTF-8 text ({exc})") from None
-    runtime = build_runtime(force=force)
-    problem = check_script(runtime, raw, project.manifest.script or "filter.lua")
+    checker = build_runtime(force=force)
+    runtime = build_runtime(force=force, target=target) if target == "native" else checker
+    problem = check_script(checker, raw, project.manifest.script or "filter.lua")
     if problem:
         raise BuildError(problem)
     config_text = json.dumps(plugin_config(project, source), indent=2, sort_keys=True) + "\n"
     project.build_dir.mkdir(parents=True, exist_ok=True)
-    out = project.wasm_path
+    out = project.output_path(target)
     cfg_out = config_path(project)
     same_wasm = out.is_file() and out.read_bytes() == runtime.read_bytes()
     same_cfg = cfg_out.is_file() and cfg_out.read_text() == config_text
@@ -260,4 +289,5 @@ def build_lua(project: Project, force: bool = False) -> BuildResult:
         tmp.write_text(config_text)
         os.replace(tmp, cfg_out)
     cached = same_wasm and same_cfg and not force
-    return BuildResult(out, out.stat().st_size, cached, time.monotonic() - started)
+    return BuildResult(out, out.stat().st_size, cached, time.monotonic() - started,
+                       target=target)
