@@ -115,6 +115,22 @@ def pgbench_tps(output: str) -> float:
     return float(m.group(1))
 
 
+def pgbench_count(output: str) -> tuple[int, float]:
+    """(transactions processed, tps) from a pgbench summary."""
+    n = re.search(r"number of transactions actually processed: (\d+)", output)
+    if not n:
+        raise ValueError(f"no pgbench summary in output:\n{output[-1500:]}")
+    return int(n.group(1)), pgbench_tps(output)
+
+
+def sysbench_count(output: str) -> tuple[int, float]:
+    """(transactions, per second) from a sysbench 1.0 summary."""
+    m = re.search(r"transactions:\s+(\d+)\s+\(([\d.]+) per sec\.\)", output)
+    if not m:
+        raise ValueError(f"no sysbench summary in output:\n{output[-1500:]}")
+    return int(m.group(1)), float(m.group(2))
+
+
 def split_cpus(envoy_count: int) -> tuple[list[int], list[int]]:
     """(Envoy CPUs, load+server CPUs): the last `envoy_count` CPUs this process
     may use go to Envoy, the rest to the load and the server."""
@@ -187,6 +203,51 @@ def _run_once(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float
     return proc.stdout
 
 
+def alternate(
+    envoys: Mapping[str, EnvoyProcess],
+    command: Callable[[int], Sequence[str]],
+    parse: Callable[[str], float | tuple[int, float]],
+    *,
+    runs: int,
+    warmup: int = 1,
+    env: Mapping[str, str] | None = None,
+    listener: str = "db",
+    timeout: float = 600.0,
+    load_cpus: Sequence[int] | None = None,
+    on_run: Callable[[Run], None] | None = None,
+) -> list[Run]:
+    """The same load against each running Envoy, round after round.
+
+    Round i runs every variant once, the order rotated by i (so with two
+    variants: baseline, filtered, then filtered, baseline, ...; with more,
+    every variant takes every position equally often). `parse(stdout)` returns
+    the throughput, or (transactions, throughput) when the load reports its
+    count (then CPU per transaction divides by that count instead of
+    throughput x wall time). Warm-up rounds come first and get index -1.
+    """
+    names = list(envoys)
+    procs = {n: psutil.Process(e.pid) for n, e in envoys.items()}
+    out: list[Run] = []
+    for i in range(-warmup, runs):
+        k = i % len(names)
+        for variant in names[k:] + names[:k]:
+            argv = command(envoys[variant].port(listener))
+            (user0, sys0), t0 = _cpu(procs[variant]), time.monotonic()
+            parsed = parse(_run_once(argv, env, timeout, load_cpus))
+            (user1, sys1), wall = _cpu(procs[variant]), time.monotonic() - t0
+            if isinstance(parsed, tuple):
+                ops, value = float(parsed[0]), parsed[1]
+            else:
+                ops, value = parsed * wall, parsed
+            ops = max(ops, 1e-9)
+            run = Run(variant, max(i, -1), value,
+                      (user1 - user0 + sys1 - sys0) / ops * 1e6, (user1 - user0) / ops * 1e6)
+            out.append(run)
+            if on_run:
+                on_run(run)
+    return out
+
+
 def compare(
     upstream: tuple[str, int],
     filters: Sequence[FilterSpec | str | Path],
@@ -229,20 +290,14 @@ def compare(
             f"Envoy concurrency {concurrency}; {warmup} warm-up + {runs} measured runs per side")
         out("placement: " + (f"Envoys on CPUs {list(envoy_cpus)}, load on {list(load_cpus or [])}"
                              if envoy_cpus else "every process on every CPU"))
-        procs = {"baseline": psutil.Process(base.pid), "filtered": psutil.Process(filt.pid)}
-        for i in range(-warmup, runs):
-            order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
-            for variant in order:
-                (user0, sys0), t0 = _cpu(procs[variant]), time.monotonic()
-                value = parse(_run_once(command(ports[variant]), env, timeout, load_cpus))
-                (user1, sys1), wall = _cpu(procs[variant]), time.monotonic() - t0
-                ops = max(value * wall, 1e-9)
-                per_op = (user1 - user0 + sys1 - sys0) / ops * 1e6
-                user_op = (user1 - user0) / ops * 1e6
-                result.runs.append(Run(variant, max(i, -1), value, per_op, user_op))
-                tag = "warm-up" if i < 0 else f"run {i + 1}"
-                out(f"  {tag:8} {variant:9} {value:12.1f} {unit}   "
-                    f"Envoy CPU {per_op:7.2f} us/op (user {user_op:6.2f})")
+        def show(run: Run) -> None:
+            tag = "warm-up" if run.index < 0 else f"run {run.index + 1}"
+            out(f"  {tag:8} {run.variant:9} {run.value:12.1f} {unit}   "
+                f"Envoy CPU {run.envoy_cpu_us:7.2f} us/op (user {run.envoy_user_us:6.2f})")
+
+        result.runs = alternate({"baseline": base, "filtered": filt}, command, parse,
+                                runs=runs, warmup=warmup, env=env, listener=listener,
+                                timeout=timeout, load_cpus=load_cpus, on_run=show)
     out(f"median baseline (tcp_proxy)     {result.median('baseline'):12.1f} {unit}  "
         f"{_fmt(result.values('baseline'))}")
     out(f"median filtered (+filters)      {result.median('filtered'):12.1f} {unit}  "

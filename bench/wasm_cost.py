@@ -36,21 +36,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratio import _resolve  # noqa: E402
+from ratio import _resolve, alternate, pgbench_count, sysbench_count  # noqa: E402
 
 from wirelab.envoy import EnvoyProcess, FilterSpec, ListenerSpec  # noqa: E402
 
@@ -67,21 +63,6 @@ def build_probe(level: int, out_dir: Path, repeat: int = 1) -> Path:
            str(PROBE)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     return out
-
-
-def pgbench_count(output: str) -> tuple[int, float]:
-    n = re.search(r"number of transactions actually processed: (\d+)", output)
-    tps = re.search(r"tps = ([\d.]+)", output)
-    if not n or not tps:
-        raise ValueError(f"no pgbench summary in output:\n{output[-1500:]}")
-    return int(n.group(1)), float(tps.group(1))
-
-
-def sysbench_count(output: str) -> tuple[int, float]:
-    m = re.search(r"transactions:\s+(\d+)\s+\(([\d.]+) per sec\.\)", output)
-    if not m:
-        raise ValueError(f"no sysbench summary in output:\n{output[-1500:]}")
-    return int(m.group(1)), float(m.group(2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,46 +135,34 @@ def main(argv: list[str] | None = None) -> int:
             parse = sysbench_count
             load = f"sysbench oltp_point_select --threads={args.clients} --time={args.seconds}"
 
-        envoys = []
+        envoys = {}
         for name, specs in variants:
-            e = stack.enter_context(
+            envoys[name] = stack.enter_context(
                 EnvoyProcess([ListenerSpec("db", (srv.host, srv.port), specs)], concurrency=1))
-            envoys.append((name, e, psutil.Process(e.pid)))
         print(f"load: {load}; {len(envoys)} Envoys side by side (concurrency 1); "
               f"1 warm-up + {args.rounds} rounds")
-        user: dict[str, list[float]] = {n: [] for n, _, _ in envoys}
-        total: dict[str, list[float]] = {n: [] for n, _, _ in envoys}
-        tps: dict[str, list[float]] = {n: [] for n, _, _ in envoys}
-        for r in range(-1, args.rounds):
-            k = max(r, 0) % len(envoys)
-            order = envoys[k:] + envoys[:k]
-            if r % 2:
-                order = order[::-1]
-            for name, e, proc in order:
-                t0 = proc.cpu_times()
-                out = subprocess.run(command(e.port("db")), capture_output=True, text=True,
-                                     env=env, timeout=600)
-                t1 = proc.cpu_times()
-                if out.returncode != 0:
-                    raise RuntimeError(
-                        f"{name}: load failed\n{out.stdout[-1500:]}{out.stderr[-1500:]}")
-                n, rate = parse(out.stdout)
-                if r < 0:
-                    continue
-                user[name].append((t1.user - t0.user) / max(n, 1) * 1e6)
-                total[name].append((t1.user - t0.user + t1.system - t0.system) / max(n, 1) * 1e6)
-                tps[name].append(rate)
-            if r >= 0:
-                print(f"  round {r + 1:2}: " + "  ".join(
-                    f"{n} {user[n][-1]:.1f}" for n, _, _ in envoys), flush=True)
-            time.sleep(0.2)
+        user: dict[str, list[float]] = {n: [] for n in envoys}
+        total: dict[str, list[float]] = {n: [] for n in envoys}
+        tps: dict[str, list[float]] = {n: [] for n in envoys}
+
+        def record(run) -> None:
+            if run.index < 0:
+                return
+            user[run.variant].append(run.envoy_user_us)
+            total[run.variant].append(run.envoy_cpu_us)
+            tps[run.variant].append(run.value)
+            if all(len(v) == run.index + 1 for v in user.values()):
+                print(f"  round {run.index + 1:2}: " + "  ".join(
+                    f"{n} {user[n][-1]:.1f}" for n in envoys), flush=True)
+
+        alternate(envoys, command, parse, runs=args.rounds, warmup=1, env=env, on_run=record)
 
     rep = f", probe calls x{args.repeat} per read" if args.repeat != 1 else ""
     print(f"\nEnvoy CPU per transaction, median of {args.rounds} rounds ({load}{rep})")
     print(f"{'variant':16} {'user us/op':>10} {'delta':>7} {'vs tcp_proxy':>12} "
           f"{'user+sys':>9} {'TPS':>8}")
     prev = base = None
-    for name, _, _ in envoys:
+    for name in envoys:
         u = statistics.median(user[name])
         d = "" if prev is None else f"{u - prev:+.2f}"
         b = "" if base is None else f"{u - base:+.2f}"
