@@ -413,3 +413,35 @@ def test_held_counters_are_sent_when_their_connection_ends(builds, tick_pg):
         snap = envoy.stats.snapshot()
         assert snap.counter("postgres.held.statements") == calls
         assert snap.counter("postgres.held.sessions") == len(conns)
+
+
+# ---------------------------------------------------------------- `wirelab new`: both targets
+
+
+def test_a_new_c_project_builds_and_passes_its_e2e_test_on_both_targets(tmp_path: Path) -> None:
+    """`wirelab new` (C, PostgreSQL) lists both targets; `wirelab build` makes the
+    .wasm and the .so; `wirelab test --e2e --target all` runs the generated unit
+    tests once and the generated e2e test against each build."""
+    import sys
+
+    from wirelab.scaffold import create_project
+
+    pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
+    root = create_project("both-targets", "c", "postgres", tmp_path)
+    assert Project.load(root).manifest.targets == ["wasm", "native"]
+    wirelab = [sys.executable, "-m", "wirelab"]
+    built = subprocess.run([*wirelab, "build", str(root), "--json"], capture_output=True,
+                           text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    assert (root / "build" / "both-targets.wasm").is_file()
+    assert (root / "build" / "libboth-targets.so").is_file()
+    ran = subprocess.run([*wirelab, "test", "--e2e", "--target", "all", str(root), "--",
+                          "-p", "no:cacheprovider", "-v"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = ran.stdout + ran.stderr
+    assert ran.returncode == 0, out
+    assert "== e2e tests, target wasm ==" in out and "== e2e tests, target native ==" in out
+    passed = [ln.split("::")[0] for ln in out.splitlines()
+              if ln.startswith("tests/") and "PASSED" in ln]
+    assert passed.count("tests/test_e2e.py") == 2
+    assert passed.count("tests/test_filter.py") >= 1

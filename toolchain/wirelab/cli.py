@@ -428,10 +428,10 @@ class _PytestArgsCommand(click.Command):
 @main.command(cls=_PytestArgsCommand)
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--e2e", is_flag=True, help="Also run tests marked e2e (real Envoy and servers).")
-@click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
+@click.option("--target", type=click.Choice(["wasm", "native", "all"]), default="wasm",
               show_default=True,
-              help="What the e2e labs run (wirelab_lab's default target); the emulator's unit "
-                   "tests always run the Wasm build.")
+              help="What the e2e labs run (wirelab_lab's default target); `all`: the e2e tests "
+                   "once per target. The emulator's unit tests always run the Wasm build.")
 @click.pass_context
 def test(ctx: click.Context, directory: Path, e2e: bool, target: str) -> None:
     """Build the project in DIRECTORY, then run its tests (pytest; args after -- go to it)."""
@@ -439,11 +439,17 @@ def test(ctx: click.Context, directory: Path, e2e: bool, target: str) -> None:
 
     from .testing.runner import run_tests
 
-    if target != "wasm":
-        if not e2e:
-            raise click.UsageError("--target native needs --e2e: the emulator runs Wasm only")
-        os.environ["WIRELAB_TARGET"] = target
-
-    code = run_tests(directory, e2e=e2e, pytest_args=ctx.meta.get("wirelab.pytest_args", []),
-                     report=lambda line: click.echo(line, err=True))
+    if target != "wasm" and not e2e:
+        raise click.UsageError(f"--target {target} needs --e2e: the emulator runs Wasm only")
+    targets = ["wasm", "native"] if target == "all" else [target]
+    args = ctx.meta.get("wirelab.pytest_args", [])
+    code = 0
+    for i, current in enumerate(targets):
+        os.environ["WIRELAB_TARGET"] = current
+        if len(targets) > 1:
+            click.echo(f"== e2e tests, target {current} ==", err=True)
+        # the emulator's unit tests once; the e2e tests once per target
+        rc = run_tests(directory, e2e=e2e, pytest_args=args if i == 0 else ["-m", "e2e", *args],
+                       report=lambda line: click.echo(line, err=True), target=current)
+        code = code or rc
     sys.exit(code)

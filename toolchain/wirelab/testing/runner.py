@@ -33,8 +33,9 @@ def pytest_command(project_root: Path, e2e: bool, pytest_args: Sequence[str] = (
 
 
 def run_tests(directory: str | Path = ".", e2e: bool = False, pytest_args: Sequence[str] = (),
-              report: Callable[[str], None] = lambda line: None) -> int:
-    """Build the project in `directory`, run pytest on its tests; pytest's exit code.
+              report: Callable[[str], None] = lambda line: None, target: str = "wasm") -> int:
+    """Build the project in `directory` (the Wasm module the emulator runs, and
+    `target` when it is another), run pytest on its tests; pytest's exit code.
 
     Build errors raise BuildError (`file:line: message`). No tests directory, or
     pytest collecting nothing, raise NoTestsError naming the tests directory.
@@ -47,6 +48,9 @@ def run_tests(directory: str | Path = ".", e2e: bool = False, pytest_args: Seque
     for warning in built.warnings:
         report(f"warning: {warning}")
     report(f"{'up to date' if built.cached else 'built'}: {built.wasm}")
+    if target != "wasm":
+        other = build_project(project, target=target)
+        report(f"{'up to date' if other.cached else 'built'}: {other.wasm}")
     tests = project.root / "tests"
     if not tests.is_dir():
         raise NoTestsError(
