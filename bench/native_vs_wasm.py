@@ -20,7 +20,9 @@ Every round runs the load once against each Envoy, the order rotating every
 round (bench/ratio.py's `alternate`, the runner of every bench here), after one
 warm-up round. Per variant: the median over rounds of the Envoy process's user
 CPU per transaction (/proc utime via psutil, divided by the transactions the
-load reports), what that adds to tcp_proxy's, the median TPS and its ratio to
+load reports), what that adds to tcp_proxy's ("added": the difference of the
+medians; "paired": the median of the differences within each round, which
+cancels load that drifts over minutes), the median TPS and its ratio to
 tcp_proxy's. User CPU per transaction is the steady figure on a shared machine;
 single TPS ratios swing by +-10 % here. Targets (issue 14): native postgres and
 native mysql add at most 1 us, native Lua at most 3 us.
@@ -68,6 +70,7 @@ class Row:
     variant: str
     user_us: float
     tps: float
+    paired: float = 0.0  # median over rounds of (this - tcp_proxy in the same round), us
 
 
 def _spec(project: Path, target: str) -> FilterSpec:
@@ -110,23 +113,27 @@ def _measure(upstream: tuple[str, int], variants: dict[str, list[FilterSpec]],
             if failed:
                 print(f"  WARNING {name}: {failed}")
     measured = [r for r in runs if r.index >= 0]
+    base = {r.index: r.envoy_user_us for r in measured if r.variant == "tcp_proxy"}
     return [Row(name,
                 statistics.median(r.envoy_user_us for r in measured if r.variant == name),
-                statistics.median(r.value for r in measured if r.variant == name))
+                statistics.median(r.value for r in measured if r.variant == name),
+                statistics.median(r.envoy_user_us - base[r.index]
+                                  for r in measured if r.variant == name))
             for name in variants]
 
 
 def _table(title: str, rows: list[Row]) -> list[str]:
     base = rows[0]
-    lines = [f"{title}", f"{'variant':16} {'user us/txn':>11} {'added':>7} {'TPS':>8} "
-             f"{'TPS ratio':>9}  target"]
+    lines = [f"{title}", f"{'variant':16} {'user us/txn':>11} {'added':>7} {'paired':>7} "
+             f"{'TPS':>8} {'TPS ratio':>9}  target (added)"]
     for row in rows:
         added = row.user_us - base.user_us
         goal = TARGETS.get(row.variant)
         verdict = "" if goal is None else (
             f"<= {goal:g} us: {'met' if added <= goal else 'MISSED'}")
         lines.append(f"{row.variant:16} {row.user_us:11.2f} "
-                     f"{'' if row is base else f'{added:+.2f}':>7} {row.tps:8.0f} "
+                     f"{'' if row is base else f'{added:+.2f}':>7} "
+                     f"{'' if row is base else f'{row.paired:+.2f}':>7} {row.tps:8.0f} "
                      f"{row.tps / base.tps:9.3f}  {verdict}")
     return lines
 
