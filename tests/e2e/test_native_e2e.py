@@ -305,27 +305,76 @@ def test_prometheus_series_are_the_same_from_a_native_only_envoy(builds, protoco
     assert from_native == from_wasm
 
 
+def test_the_native_lua_runtime_runs_one_vm_per_worker(builds) -> None:
+    """tcp-bytes natively on Envoy --concurrency 2, connections on both workers
+    talking at once: every connection and byte is counted once, by the VM of
+    the worker that carries it."""
+    _, so, config = builds("lua/tcp-bytes")
+    server, _ = _echo_server()
+    spec = FilterSpec("tcpbytes", so, config, target="native")
+    try:
+        with EnvoyProcess([ListenerSpec("echo", server.getsockname(), [spec])],
+                          concurrency=2) as envoy:
+            held = _open_on_both_workers(
+                envoy, None, per_worker=3, listener="echo",
+                connect=lambda port: socket.create_connection(("127.0.0.1", port), timeout=10))
+            conns = held[0] + held[1]
+            sent = 0
+            for rnd in range(20):  # interleaved: both workers' VMs run at the same time
+                for k, c in enumerate(conns):
+                    payload = bytes([65 + k]) * (100 + 37 * k + rnd)
+                    c.sendall(payload)
+                    got = b""
+                    while len(got) < len(payload):
+                        got += c.recv(65536)
+                    assert got == payload
+                    sent += len(payload)
+            for c in conns:
+                c.close()
+            envoy.stats.wait_for("lua.tcpbytes.open_connections", 0)
+            envoy.stats.wait_for("lua.tcpbytes.connection_bytes", len(conns))
+            snap = envoy.stats.snapshot()
+            assert snap.counter("lua.tcpbytes.connections") == len(conns)
+            assert snap.counter("lua.tcpbytes.bytes.direction=client") == sent
+            assert snap.counter("lua.tcpbytes.bytes.direction=server") == sent
+            assert snap.counter("lua.tcpbytes.script_errors") == 0
+    finally:
+        server.close()
+
+
 # ---------------------------------------------- ticks: held counters, idle connections
 
 # no constant in it: pg_stat_statements keeps the text as sent
 TICK_QUERY = "SELECT now() AS wirelab_tick"
 
 
-def _open_on_both_workers(envoy, pg, per_worker: int) -> dict[int, list]:
-    """Connections through Envoy, opened one at a time, each put on the list of
-    the worker whose downstream_cx_total moved, until both workers hold
-    `per_worker` of them."""
-    import psycopg
+def _open_on_both_workers(envoy, pg, per_worker: int, listener: str = "pg",
+                          connect: Callable[[int], object] | None = None) -> dict[int, list]:
+    """Connections through Envoy (psycopg to `pg`, or `connect(port)`), opened
+    one at a time, each put on the list of the worker whose downstream_cx_total
+    moved, until both workers hold `per_worker` of them."""
+    if connect is None:
+        import psycopg
 
-    port = envoy.port("pg")
+        def connect(port: int) -> object:
+            return psycopg.connect(**pg.conninfo(port=port), sslmode="disable", autocommit=True)
+
+    port = envoy.port(listener)
     names = [f"listener.127.0.0.1_{port}.worker_{w}.downstream_cx_total" for w in (0, 1)]
     held: dict[int, list] = {0: [], 1: []}
     for _ in range(64):
         if min(len(v) for v in held.values()) >= per_worker:
             return held
         before = [envoy.stats.snapshot().counters.get(n, 0) for n in names]
-        conn = psycopg.connect(**pg.conninfo(port=port), sslmode="disable", autocommit=True)
-        after = [envoy.stats.snapshot().counters.get(n, 0) for n in names]
+        conn = connect(port)
+        # a raw socket is connected before Envoy accepted it: wait for the count
+        total = sum(before)
+
+        def accepted(snap, total: int = total) -> bool:
+            return sum(snap.counters.get(n, 0) for n in names) > total
+
+        snap = envoy.stats.wait_until(accepted)
+        after = [snap.counters.get(n, 0) for n in names]
         worker = 0 if after[0] > before[0] else 1
         assert after[worker] == before[worker] + 1
         held[worker].append(conn)
