@@ -125,15 +125,18 @@ end
 def _echo_server() -> tuple[socket.socket, threading.Thread]:
     server = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def serve() -> None:  # a thread per connection: several talk at once
         while True:
             try:
                 conn, _ = server.accept()
             except OSError:
                 return
-            with conn:
-                while data := conn.recv(65536):
-                    conn.sendall(data)
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -172,9 +175,12 @@ def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Pa
             assert snap.counter("lua.t.memory_exceeded") == 1
             assert snap.counter("lua.t.script_errors") == 3
             assert snap.counter("lua.t.ok") == 2
-            log = envoy.log_tail()
-            assert "instruction budget exceeded (2000000 instructions)" in log
-            assert "not enough memory (the VM's memory_limit_kb was reached)" in log
+            for line in ("instruction budget exceeded (2000000 instructions)",
+                         "not enough memory (the VM's memory_limit_kb was reached)"):
+                deadline = time.monotonic() + 10  # Envoy's log reaches its file a bit later
+                while line not in envoy.log_tail() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert line in envoy.log_tail()
     finally:
         server.close()
 
