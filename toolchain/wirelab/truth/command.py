@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from ..errors import WirelabError
-from .grid import grid, summary
+from .grid import grid, notes, summary
 from .matrix import Cell, ProtocolLab
 from .workloads import by_name
 
@@ -50,6 +50,8 @@ def truth_command(postgres: bool, mysql: bool, drivers: tuple[str, ...], pg_bin:
             mine = [c for c in cells if c.protocol == protocol]
             if mine:
                 out.print(grid(mine, protocol))
+        for line in notes(cells):
+            out.print(f"[dim]{line}[/]")
         lines = summary(cells)
         for line in lines:
             out.print(f"[red]differs:[/] {line}")

@@ -30,7 +30,9 @@ def grid(cells: Sequence[Cell], protocol: str) -> Table:
         got = {f.name: f for f in cell.figures}
         for n in names:
             f = got.get(n)
-            if f is None:
+            if n in cell.not_comparable:
+                row.append("[dim]n/a[/]")
+            elif f is None:
                 row.append("" if n not in LUA_FIGURES or not cell.filter.startswith("lua")
                            else "-")
             elif f.ok:
@@ -52,3 +54,12 @@ def summary(cells: Sequence[Cell]) -> list[str]:
                              for f in c.mismatches())
             lines.append(f"{c.workload} [{c.filter}]: {figs}")
     return lines
+
+
+def notes(cells: Sequence[Cell]) -> list[str]:
+    """Why a figure shows n/a, once per (workload, figure)."""
+    seen: dict[tuple[str, str], str] = {}
+    for c in cells:
+        for fig, why in c.not_comparable.items():
+            seen.setdefault((c.workload, fig), why)
+    return [f"{w} {fig}: n/a, {why}" for (w, fig), why in seen.items()]

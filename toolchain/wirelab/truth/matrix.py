@@ -69,6 +69,7 @@ class Cell:
     figures: list[Figure] = field(default_factory=list)
     skipped: str | None = None
     error: str | None = None
+    not_comparable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,8 @@ class Cell:
         return {"workload": self.workload, "protocol": self.protocol, "filter": self.filter,
                 "ok": self.ok, "skipped": self.skipped, "error": self.error,
                 "figures": {f.name: {"server": f.server, "filter": f.filter, "ok": f.ok}
-                            for f in self.figures}}
+                            for f in self.figures},
+                "not_comparable": self.not_comparable}
 
 
 @dataclass
@@ -106,7 +108,9 @@ class Run:
             got = self.filters.get(name, {})
             for fig in (LUA_FIGURES if name.startswith("lua:")
                         else FIGURES[self.workload.protocol]):
-                if fig in self.server and fig in got:
+                if fig in self.workload.not_comparable:
+                    cell.not_comparable[fig] = self.workload.not_comparable[fig]
+                elif fig in self.server and fig in got:
                     cell.figures.append(Figure(fig, self.server[fig], got[fig]))
             out.append(cell)
         return out

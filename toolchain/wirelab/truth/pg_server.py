@@ -11,12 +11,16 @@ server's life: its workers' transactions would count in the same database.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from ..errors import WirelabError
 from .figures import PG_ROWS_AFFECTED, PG_ROWS_RETURNED, pg_bucket, pg_kind
 from .workloads.base import Target
+
+# COPY ... TO STDOUT sends its rows to the client: they are rows returned
+_COPY_OUT = re.compile(r"\bTO\s+STDOUT\b", re.IGNORECASE)
 
 
 class PgTruth:
@@ -111,7 +115,7 @@ class PgTruth:
         for query, calls, nrows in rows:
             kind = pg_kind(query)
             out[pg_bucket(kind)] += calls
-            if kind in PG_ROWS_RETURNED:
+            if kind in PG_ROWS_RETURNED or (kind == "copy" and _COPY_OUT.search(query)):
                 out["rows_returned"] += nrows
             elif kind in PG_ROWS_AFFECTED:
                 out["rows_affected"] += nrows

@@ -47,6 +47,8 @@ class Workload:
     run: Callable[[Target], Observed]
     missing: Callable[[], str | None]
     setup: Callable[[Any, Target], None] | None = None
+    # figure -> why the server's own statistics cannot be its truth for this workload
+    not_comparable: dict[str, str] = field(default_factory=dict)
 
 
 def run_json(argv: list[str], env: dict[str, str] | None = None, timeout: float = 180,

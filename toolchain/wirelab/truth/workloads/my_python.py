@@ -56,9 +56,14 @@ def pymysql_run(t: Target) -> Observed:
 def connector_missing(pure: bool) -> str | None:
     if importlib.util.find_spec("mysql.connector") is None:
         return "mysql-connector-python is absent: pip install mysql-connector-python"
-    if not pure and importlib.util.find_spec("_mysql_connector") is None:
-        return ("mysql-connector-python's C extension (_mysql_connector) is absent: "
-                "pip install mysql-connector-python (a wheel for this platform)")
+    if pure:
+        return None
+    try:
+        import mysql.connector.connection_cext  # noqa: F401
+    except ImportError as exc:
+        # 26.x wheels link OpenSSL 3.2, newer than Debian 12's 3.0; 9.x loads
+        return (f"mysql-connector-python's C extension does not load ({exc}): "
+                "pip install 'mysql-connector-python>=9,<10'")
     return None
 
 
