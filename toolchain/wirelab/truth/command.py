@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import WirelabError
 from .grid import grid, notes, summary
@@ -51,10 +52,10 @@ def truth_command(postgres: bool, mysql: bool, drivers: tuple[str, ...], pg_bin:
             if mine:
                 out.print(grid(mine, protocol))
         for line in notes(cells):
-            out.print(f"[dim]{line}[/]")
+            out.print(line, style="dim", markup=False)
         lines = summary(cells)
         for line in lines:
-            out.print(f"[red]differs:[/] {line}")
+            out.print(f"[red]differs:[/] {escape(line)}")
         if not lines:
             out.print("[green]every figure equals the server's[/]")
     return 0 if all(c.ok or c.skipped for c in cells) else 1

@@ -39,7 +39,7 @@ WORKLOADS: tuple[Workload, ...] = (
              partial(programs.java_missing, "pgjdbc")),
     Workload("mariadb-cli", _MY, "cli", "-e with several statements, a script with "
              "transactions", cli_tools.mariadb_cli_run, cli_tools.mariadb_cli_missing),
-    Workload("sysbench", _MY, "cli", "oltp_read_write, 2 threads x 60 events (prepared)",
+    Workload("sysbench", _MY, "cli", "oltp_read_write, 2 threads, 30 events (prepared)",
              cli_tools.sysbench_run, cli_tools.sysbench_missing, cli_tools.sysbench_setup),
     Workload("pymysql", _MY, "python", "multi-statements, SSCursor, commit/rollback",
              my_python.pymysql_run, my_python.pymysql_missing),

@@ -105,5 +105,5 @@ def sysbench_setup(conn: Any, direct: Target) -> None:
 
 
 def sysbench_run(t: Target) -> Observed:
-    _run([*_sysbench(t, "oltp_read_write"), "--threads=2", "--events=60", "--time=0", "run"])
+    _run([*_sysbench(t, "oltp_read_write"), "--threads=2", "--events=30", "--time=0", "run"])
     return Observed()
