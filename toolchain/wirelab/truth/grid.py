@@ -23,7 +23,8 @@ def grid(cells: Sequence[Cell], protocol: str) -> Table:
     names = [fig for fig in FIGURES[protocol]
              if any(f.name == fig or fig in c.not_comparable for c in cells for f in c.figures)]
     table = Table(title=f"{protocol}: filter figures against the server's (red: differs)",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 2))
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 0, 0, 1))
     table.add_column("driver", no_wrap=True, min_width=max(len(c.workload) for c in cells))
     table.add_column("by", no_wrap=True)
     for n in names:
