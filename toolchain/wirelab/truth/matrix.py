@@ -186,7 +186,8 @@ class ProtocolLab:
         s = self.server
         return Target(s.host, port, s.user, s.password, self.truth.db)
 
-    def _filter_figures(self, delta: dict[str, int]) -> dict[str, dict[str, int]]:
+    def figures_of(self, delta: dict[str, int]) -> dict[str, dict[str, int]]:
+        """Every filter's figures from counters (Envoy's deltas or the emulator's)."""
         out = {"filter": (pg_filter_figures(delta) if self.protocol == "postgres"
                           else my_filter_figures(delta))}
         if self.lua is not None:
@@ -226,7 +227,7 @@ class ProtocolLab:
             run.error = f"{type(exc).__name__}: {exc}"
         self._settle()
         run.server = self.truth.end()
-        run.filters = self._filter_figures(self.lab.delta())
+        run.filters = self.figures_of(self.lab.delta())
         if run.observed is not None:
             run.detail["client_rows"] = run.observed.rows
             run.detail.update(run.observed.detail)

@@ -21,10 +21,13 @@ def replay_metrics(spec: Any, recording: Path, chunking: str, seed: int = 0) -> 
     return result.metrics.as_dict()
 
 
-def chunking_differences(spec: Any, recording: Path, seed: int = 7) -> dict[str, list[str]]:
+def chunking_differences(spec: Any, recording: Path, seed: int = 7,
+                         base: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """For each chunking of CHUNKINGS, the metrics that differ from the recorded reads
-    (`name: recorded -> rechunked`); empty lists when the filter does not care."""
-    base = replay_metrics(spec, recording, "recorded")
+    (`name: recorded -> rechunked`); empty lists when the filter does not care.
+    `base`: the recorded chunking's metrics, when the caller has them already."""
+    if base is None:
+        base = replay_metrics(spec, recording, "recorded")
     out: dict[str, list[str]] = {}
     for chunking in CHUNKINGS:
         other = replay_metrics(spec, recording, chunking, seed)
