@@ -62,11 +62,15 @@ def my_filter_figures(delta: Mapping[str, int], prefix: str = "mysql") -> dict[s
     return out
 
 
-def lua_statement_figures(delta: Mapping[str, int], prefix: str) -> dict[str, int]:
-    """A Lua filter that counts `lua.<prefix>.statements.type=<kind>` (the shipped
-    pg-statements example), folded into the PostgreSQL statement kinds."""
-    head = f"lua.{prefix}.statements.type="
+def lua_statement_figures(delta: Mapping[str, int], prefix: str, protocol: str = "postgres",
+                          label: str = "type") -> dict[str, int]:
+    """A Lua filter that counts `lua.<prefix>.statements.<label>=<kind>` (the shipped
+    pg-statements example), folded into the protocol's statement figures: PostgreSQL's
+    kinds plus `other`, MySQL's verbs."""
+    head = f"lua.{prefix}.statements.{label}="
     by_kind = {k[len(head):]: v for k, v in delta.items() if k.startswith(head)}
+    if protocol == "mysql":
+        return {v: by_kind.get(v, 0) for v in MY_VERBS}
     out = {k: by_kind.get(k, 0) for k in PG_KINDS}
     out["other"] = sum(v for k, v in by_kind.items() if k not in PG_KINDS)
     return out

@@ -24,7 +24,9 @@ from ..paths import examples_dir, filters_dir
 from ..record import Recorder
 from .figures import (
     MY_FIGURES,
+    MY_VERBS,
     PG_FIGURES,
+    PG_KINDS,
     lua_statement_figures,
     my_filter_figures,
     pg_filter_figures,
@@ -32,19 +34,22 @@ from .figures import (
 from .workloads import Observed, Target, Workload
 
 FIGURES = {"postgres": PG_FIGURES, "mysql": MY_FIGURES}
-LUA_FIGURES = ("select", "insert", "update", "delete", "other")
+LUA_FIGURES = {"postgres": (*PG_KINDS, "other"), "mysql": MY_VERBS}
 
 
 @dataclass(frozen=True)
 class LuaCounter:
-    """A Lua example that counts statements, and how its counters read as figures."""
+    """A Lua example (examples/lua/<example>) that counts statements as
+    `lua.<prefix>.statements.<label>=<kind>`."""
 
     example: str
     prefix: str
+    label: str = "type"
 
 
 # The shipped Lua examples that count statements, by protocol. MySQL has none yet
-# (examples/lua/mysql-slow-queries times statements, it does not count them all).
+# (examples/lua/mysql-slow-queries times statements, it does not count them all);
+# adding one here gives every MySQL workload a Lua cell.
 LUA_COUNTERS: dict[str, LuaCounter] = {"postgres": LuaCounter("pg-statements", "pgstmt")}
 
 
@@ -106,8 +111,9 @@ class Run:
             cell = Cell(self.workload.name, self.workload.protocol, name,
                         skipped=self.skipped, error=self.error)
             got = self.filters.get(name, {})
-            for fig in (LUA_FIGURES if name.startswith("lua:")
-                        else FIGURES[self.workload.protocol]):
+            protocol = self.workload.protocol
+            for fig in (LUA_FIGURES[protocol] if name.startswith("lua:")
+                        else FIGURES[protocol]):
                 if fig in self.workload.not_comparable:
                     cell.not_comparable[fig] = self.workload.not_comparable[fig]
                 elif fig in self.server and fig in got:
@@ -191,7 +197,8 @@ class ProtocolLab:
         out = {"filter": (pg_filter_figures(delta) if self.protocol == "postgres"
                           else my_filter_figures(delta))}
         if self.lua is not None:
-            out[f"lua:{self.lua.example}"] = lua_statement_figures(delta, self.lua.prefix)
+            out[f"lua:{self.lua.example}"] = lua_statement_figures(
+                delta, self.lua.prefix, self.protocol, self.lua.label)
         return out
 
     def _settle(self) -> None:
