@@ -95,8 +95,14 @@ def _assert_replay(runs: Runs, run: Run, filter_name: str) -> None:
     assert run.recording is not None and run.recording.is_file()
     spec = runs.plab.specs[filter_name]
     recorded = replay_metrics(spec, run.recording, "recorded")
-    # the emulator, fed the recorded reads, counts what Envoy counted
-    assert runs.plab.figures_of(recorded["counters"])[filter_name] == run.filters[filter_name]
+    # Where Envoy's counts are true, the emulator fed the recorded reads counts the same.
+    # (Where they are not, e.g. a decoder blinded by deep pipelining, how far it got can
+    # depend on how client and server bytes interleaved, which the extra hop through
+    # the recorder may change.)
+    cell = next(c for c in run.cells() if c.filter == filter_name)
+    if cell.ok:
+        emulated = runs.plab.figures_of(recorded["counters"])[filter_name]
+        assert emulated == run.filters[filter_name]
     diffs = chunking_differences(spec, run.recording, base=recorded)
     assert diffs == {"1": [], "random": []}
 
