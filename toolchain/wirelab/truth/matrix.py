@@ -103,6 +103,11 @@ class Run:
     skipped: str | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # figure -> why the server cannot be its truth (the workload's and the server's own)
+    not_comparable: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.not_comparable = {**self.workload.not_comparable, **self.not_comparable}
 
     def cells(self) -> list[Cell]:
         out = []
@@ -114,8 +119,8 @@ class Run:
             protocol = self.workload.protocol
             for fig in (LUA_FIGURES[protocol] if name.startswith("lua:")
                         else FIGURES[protocol]):
-                if fig in self.workload.not_comparable:
-                    cell.not_comparable[fig] = self.workload.not_comparable[fig]
+                if fig in self.not_comparable:
+                    cell.not_comparable[fig] = self.not_comparable[fig]
                 elif fig in self.server and fig in got:
                     cell.figures.append(Figure(fig, self.server[fig], got[fig]))
             out.append(cell)
@@ -234,6 +239,7 @@ class ProtocolLab:
             run.error = f"{type(exc).__name__}: {exc}"
         self._settle()
         run.server = self.truth.end()
+        run.not_comparable.update(self.truth.not_comparable)
         run.filters = self.figures_of(self.lab.delta())
         if run.observed is not None:
             run.detail["client_rows"] = run.observed.rows

@@ -21,6 +21,7 @@ class MyTruth:
         self.server = server
         self.db = ""
         self._before: dict[str, int] = {}
+        self.not_comparable: dict[str, str] = {}
         first = self._status()
         self.read_rows = self._status()["Rows_sent"] - first["Rows_sent"]
 

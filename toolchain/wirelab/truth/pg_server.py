@@ -37,6 +37,13 @@ class PgTruth:
                                "apt-get install postgresql-contrib; or pass --pg-bin of a "
                                "build that ships it)")
         self._autovacuum_off()
+        self.not_comparable: dict[str, str] = {}
+        if int(self.reader.execute("SHOW server_version_num").fetchone()[0]) < 170000:
+            # PostgreSQL 17 added es_total_processed; before it the rows of a portal
+            # run by several Executes are those of its last Execute only
+            self.not_comparable["rows_returned"] = (
+                "pg_stat_statements before PostgreSQL 17 keeps only the last fetch's rows of "
+                "a portal run by several Executes")
         self.db = ""
         self.login_commits = 0
         self._before: tuple[int, int, int] = (0, 0, 0)
