@@ -344,6 +344,24 @@ def demo(keep: bool, no_mysql: bool) -> None:
         lab.close()
 
 
+# --- truth -----------------------------------------------------------------
+@main.command()
+@click.option("--postgres", is_flag=True, help="PostgreSQL drivers (default: both servers).")
+@click.option("--mysql", is_flag=True, help="MySQL/MariaDB drivers (default: both servers).")
+@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+              help="bin/ of the PostgreSQL to test against (default: the one wirelab finds).")
+@click.option("--driver", "drivers", multiple=True, help="Only this workload (repeatable).")
+@click.option("--no-lua", is_flag=True, help="Leave out the Lua example that counts statements.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cells as JSON.")
+def truth(postgres: bool, mysql: bool, pg_bin: Path | None, drivers: tuple[str, ...],
+          no_lua: bool, as_json: bool) -> None:
+    """Run each driver through Envoy; print filter vs server figures; exit 1 on a difference."""
+    from .truth.command import truth_command
+
+    sys.exit(truth_command(postgres, mysql, drivers, pg_bin, not no_lua, as_json,
+                           stdout_console(), console))
+
+
 # --- replay ----------------------------------------------------------------
 @main.command()
 @click.argument("filter_path", metavar="FILTER", type=click.Path(exists=True, path_type=Path))
