@@ -10,6 +10,8 @@ command -v mariadb >/dev/null 2>&1 || needed+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || needed+=(sysbench)
 command -v psql >/dev/null 2>&1 || needed+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || needed+=(postgresql-contrib)
+# The demo's and `wirelab up --prometheus`'s Prometheus (the dashboard test needs it too).
+command -v prometheus >/dev/null 2>&1 || needed+=(prometheus)
 
 if [ ${#needed[@]} -eq 0 ]; then
     exit 0
@@ -26,3 +28,6 @@ apt-get install -y -q --no-install-recommends "${needed[@]}" >/dev/null
 # Debian starts the packaged MariaDB service on install; wirelab runs its own.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mariadb >/dev/null 2>&1 || true; fi
 service mariadb stop >/dev/null 2>&1 || true
+# The same for Prometheus: wirelab starts its own, on a free port, per lab.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+service prometheus stop >/dev/null 2>&1 || true

@@ -109,11 +109,14 @@ def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
 
 # --- lab: up / down / stats / config ----------------------------------------
 def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-                pg_bin: Path | None, tls: bool) -> dict:
+                pg_bin: Path | None, tls: bool, prometheus: bool = False) -> dict:
     if not (postgres or mysql):
         postgres = mysql = True
-    return {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
-            "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
+    kwargs = {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
+              "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
+    if prometheus:
+        kwargs["prometheus"] = True
+    return kwargs
 
 
 @main.command()
@@ -129,12 +132,14 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               help="Enable TLS on the servers (filters then only count TLS sessions).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               help="Write connection details to this JSON file and detach.")
+@click.option("--prometheus", is_flag=True,
+              help="Also start Prometheus (apt-get install prometheus), scraping Envoy every 1 s.")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, prometheus: bool) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
-    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls)
+    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, prometheus)
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
@@ -273,6 +278,43 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
             while True:
                 time.sleep(1)
                 live.update(table())
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="The state file written by `wirelab up --state`.")
+@click.option("--admin", help="Envoy admin URL instead of --state, e.g. http://127.0.0.1:9901.")
+@click.option("--window", type=click.FloatRange(min=2), default=30.0, show_default=True,
+              help="Seconds of history the p50/p99 figures cover.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=None,
+              help="Seconds between refreshes (default 1; 5 for plain lines).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Plain lines only: stop after this many refreshes.")
+@click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+def top(state: Path | None, admin: str | None, window: float, interval: float | None,
+        count: int | None, plain: bool) -> None:
+    """A live dashboard of the filters: statements/s, p50/p99, errors, sessions, bytes/s.
+
+    Keys: q quits, p pauses. Prints plain lines when stdout is not a terminal.
+    """
+    from .envoy import StatsClient
+    from .harness.state import read_state
+    from .top import Top, client_from_state, run_live, run_plain
+
+    if admin:
+        client, log = StatsClient(admin), None
+    elif state:
+        client, log = client_from_state(read_state(state))
+    else:
+        raise WirelabError("say which Envoy: --state FILE (from `wirelab up`) or --admin URL")
+    dash = Top(client, window=window, envoy_log=log)
+    try:
+        if plain or count is not None or not sys.stdout.isatty():
+            run_plain(dash, click.echo, interval=interval or 5.0, count=count)
+        else:
+            run_live(dash, Console(highlight=False), interval=interval or 1.0)
     except KeyboardInterrupt:
         pass
 
