@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -337,32 +338,67 @@ def config(directory: Path, listen: int | None, upstream: str | None,
 
 # --- demo ------------------------------------------------------------------
 @main.command()
+@click.option("--duration", type=click.FloatRange(min=8), default=60.0, show_default=True,
+              help="Seconds of workload (four phases share them).")
 @click.option("--keep", is_flag=True, help="Keep the lab running afterwards (until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
+@click.option("--no-dashboard", is_flag=True,
+              help="No live dashboard: announce the phases only (for CI).")
 @click.option("--no-mysql", is_flag=True, help="Leave MariaDB out even when it is installed.")
-def demo(keep: bool, no_mysql: bool) -> None:
-    """Drive real psql, pgbench and mariadb through Envoy with the filters; show the stats."""
-    from . import statsview
-    from .demo import run_demo
+@click.option("--no-prometheus", is_flag=True, help="Do not start Prometheus.")
+def demo(duration: float, keep: bool, as_json: bool, no_dashboard: bool, no_mysql: bool,
+         no_prometheus: bool) -> None:
+    """Both databases behind Envoy with both filters, a workload in phases, a live dashboard."""
+    from .demo import DemoRun
+    from .demo_report import render_summary
     from .harness.lifecycle import _wait_for_signal
+    from .top import Top, run_live, run_plain
 
-    out = stdout_console()
-    lab = run_demo(lambda msg: out.print(f"[bold cyan]>[/] {msg}"),
-                   with_mysql=False if no_mysql else None)
+    live = not (no_dashboard or as_json) and sys.stdout.isatty()
+    out = Console(highlight=False, stderr=as_json,
+                  width=None if sys.stdout.isatty() or as_json else 120)
+    showing = threading.Event()  # the dashboard's footer shows the phase instead
+
+    def step(msg: str) -> None:
+        if not showing.is_set():
+            out.print(f"[bold cyan]>[/] {msg}")
+
+    run = DemoRun(duration=duration, with_mysql=False if no_mysql else None,
+                  with_prometheus=False if no_prometheus else None, step=step)
     try:
-        # Histograms reach the admin API at the next stats flush.
-        import time
-
-        time.sleep(lab.stats_flush_interval_ms / 1000 * 3)
-        out.print(statsview.render_table(lab.stats.snapshot(), nonzero=True))
-        out.print("(stats that stayed zero are left out: `wirelab stats` shows all)")
-        out.print(f"Prometheus: curl -s {lab.prometheus_url}")
+        run.start()
+        lab = run.lab
+        assert lab is not None
+        if lab.prometheus is not None:
+            out.print(f"[bold cyan]>[/] Prometheus: {lab.prometheus.url} "
+                      "(scrapes Envoy every second)")
+        thread = run.run_in_background()
+        dash = Top(lab.stats, window=15.0, envoy_log=getattr(lab.envoy, "log_path", None),
+                   phase=run.phase)
+        if live:
+            showing.set()
+            if run_live(dash, Console(highlight=False), stop=run.stop):
+                run.stop.set()
+            showing.clear()
+        elif not (no_dashboard or as_json):
+            run_plain(dash, lambda line: out.print(line, markup=False, soft_wrap=True),
+                      interval=5.0, stop=run.stop)
+        else:
+            run.stop.wait()
+        run.finish(thread)
+        figures = run.figures(run.settled_snapshot())
+        if as_json:
+            click.echo(json.dumps(figures, indent=2))
+        else:
+            Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(
+                render_summary(figures))
         if keep:
             for label, value in lab.connection_strings():
                 out.print(f"  {label:18} {value}")
             out.print("lab is up; Ctrl-C stops it")
             _wait_for_signal()
     finally:
-        lab.close()
+        run.close()
 
 
 # --- replay ----------------------------------------------------------------
