@@ -108,9 +108,8 @@ class DemoRun:
             self.stop.set()
 
     def finish(self, thread: threading.Thread) -> None:
-        """Wait for the workload; raise what broke it, if anything did."""
-        self.stop.set()
-        thread.join(60)
+        """Wait for the workload to end (set `stop` to end it early); raise what broke it."""
+        thread.join()
         failure = self.workload.failure if self.workload else None
         if failure is not None:
             raise WirelabError(f"the demo workload failed: {failure}") from None

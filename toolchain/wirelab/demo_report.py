@@ -31,11 +31,11 @@ def render_summary(figures: dict[str, Any]) -> Group:
                           fmt_us(lat.get("p99")))
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(g["errors"].items())) or "none"
         label = "SQLSTATE class" if g["protocol"] == "postgres" else "error code"
-        table.caption = (f"errors by {label}: {errors} | slow statements {g['slow_statements']}"
-                         f" | commits {g['commits']}, rollbacks {g['rollbacks']}"
-                         f" | bytes c→s {g['bytes']['client']:,}, s→c {g['bytes']['server']:,}")
-        table.caption_justify = "left"
         parts.append(table)
+        parts.append(Text(
+            f"  errors by {label}: {errors}\n  slow statements {g['slow_statements']}, "
+            f"commits {g['commits']}, rollbacks {g['rollbacks']}, "
+            f"bytes c→s {g['bytes']['client']:,}, s→c {g['bytes']['server']:,}\n"))
     prom = figures.get("prometheus")
     if prom:
         parts.append(Text(f"Prometheus: {prom}/graph — e.g. "

@@ -73,7 +73,7 @@ class Status:
 def _rows_shown(views: Sequence[GroupView], height: int) -> int:
     if not views:
         return 0
-    free = height - 2 - PANEL_OVERHEAD * len(views)  # title line and footer line
+    free = height - 3 - PANEL_OVERHEAD * len(views)  # title, slow-log and footer lines
     return max(1, free // len(views))
 
 
@@ -125,11 +125,13 @@ def dashboard(views: Sequence[GroupView], status: Status, width: int = 80,
         title.append("  PAUSED", style="bold reverse yellow")
     footer = Text(no_wrap=True, overflow="ellipsis")
     if status.phase:
-        footer.append(f"▶ {status.phase}  ", style="bold yellow")
-    if status.slow_log:
-        footer.append(status.slow_log, style="red")
+        footer.append(f"▶ {status.phase}", style="bold yellow")
     elif status.note:
         footer.append(status.note, style="dim")
+    slow = Text(no_wrap=True, overflow="ellipsis")
+    if status.slow_log:
+        slow.append("last slow: ", style="dim")
+        slow.append(status.slow_log, style="red")
     keys = Text("q quit  p pause", style="dim", justify="right")
     rows = _rows_shown(views, height)
     panels = [Layout(group_panel(v, rows, width), size=PANEL_OVERHEAD + min(rows, len(v.rows)))
@@ -141,7 +143,7 @@ def dashboard(views: Sequence[GroupView], status: Status, width: int = 80,
     footer_line.add_column(justify="right", no_wrap=True)
     footer_line.add_row(footer, keys)
     layout.split_column(Layout(title, size=1), *panels, Layout(name="rest"),
-                        Layout(footer_line, size=1))
+                        Layout(slow, size=1), Layout(footer_line, size=1))
     layout["rest"].update(Text(""))
     return layout
 
