@@ -4,9 +4,9 @@ over a sliding window, turned into rates and latency percentiles.
 Percentiles come from Envoy's own histogram buckets (`histogram_buckets=detailed`:
 log-linear, two significant digits): the bucket counts at the window's start are
 subtracted from the newest, and a percentile is read from what happened inside
-the window only. Inside a bucket its samples are taken as spread evenly, the way
-Envoy's own percentiles read them, so a window that holds every sample gives
-Envoy's cumulative percentile.
+the window only. Inside a bucket its n samples are taken as spread evenly, at
+(j+1)/(n+1) of its width, which is how Envoy's own percentiles read them, so a
+window that holds every sample gives Envoy's cumulative percentile.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def quantile(buckets: Buckets, q: float) -> float | None:
     seen = 0
     for (lower, width), n in items:
         if index < seen + n:
-            return lower + (index - seen + 0.5) / n * width
+            return lower + (index - seen + 1) / (n + 1) * width
         seen += n
     return None  # unreachable: index < total
 

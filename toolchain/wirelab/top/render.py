@@ -142,9 +142,10 @@ def dashboard(views: Sequence[GroupView], status: Status, width: int = 80,
     footer_line.add_column(ratio=1)
     footer_line.add_column(justify="right", no_wrap=True)
     footer_line.add_row(footer, keys)
-    layout.split_column(Layout(title, size=1), *panels, Layout(name="rest"),
+    # An empty Text is falsy, and a Layout without a renderable draws a placeholder box.
+    slow = slow if slow.plain else Text(" ")
+    layout.split_column(Layout(title, size=1), *panels, Layout(Text(" "), name="rest"),
                         Layout(slow, size=1), Layout(footer_line, size=1))
-    layout["rest"].update(Text(""))
     return layout
 
 
