@@ -401,6 +401,23 @@ def demo(duration: float, keep: bool, as_json: bool, no_dashboard: bool, no_mysq
         run.close()
 
 
+# --- compose ---------------------------------------------------------------
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def compose(directory: Path) -> None:
+    """Write a Docker Compose project of the demo stack into DIRECTORY.
+
+    Envoy with the shipped filters, PostgreSQL 18, MySQL 8.4, Prometheus and
+    Grafana with the wirelab dashboard; start it with `docker compose up`.
+    """
+    from .compose import write_compose
+
+    path = write_compose(directory)
+    click.echo(f"wrote {path}")
+    click.echo(f"start it: docker compose -f {path} up   (Grafana: http://127.0.0.1:3000, "
+               "Prometheus: http://127.0.0.1:9090; credentials in connect.json)")
+
+
 # --- replay ----------------------------------------------------------------
 @main.command()
 @click.argument("filter_path", metavar="FILTER", type=click.Path(exists=True, path_type=Path))
