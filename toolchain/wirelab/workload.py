@@ -30,8 +30,8 @@ class Phase:
 
 PHASES = (
     Phase("steady", "steady OLTP: short transactions on 4 connections per database"),
-    Phase("slow", "slow queries: statements of 300 ms join the OLTP (watch p99 and the "
-                  "slow-statement log)"),
+    Phase("slow", "slow queries: 4 clients per database run 300 ms statements beside the "
+                  "OLTP (watch p99 and the slow-statement log)"),
     Phase("migration", "a bad migration: ALTERs and backfills fail (errors by SQLSTATE "
                        "class / MySQL code)"),
     Phase("storm", "a connection storm: 24 clients per database connect, query, disconnect"),
@@ -39,6 +39,8 @@ PHASES = (
 SLOW_SECONDS = 0.3
 OLTP_WORKERS = 4
 STORM_WORKERS = 24
+# Enough sleepers that slow statements are several % of the SELECTs: p99 shows them.
+SLEEPERS = 4
 ACCOUNTS = 1000
 
 
@@ -268,7 +270,8 @@ class Workload:
 
     def _slow(self, until: float) -> None:
         done = threading.Event()
-        threads = [self._thread(self._sleeper, db, done, 0) for db in self.dbs]
+        threads = [self._thread(self._sleeper, db, done, i)
+                   for db in self.dbs for i in range(SLEEPERS)]
         self._wait(until)
         done.set()
         for t in threads:
@@ -329,7 +332,7 @@ class Workload:
                 if db.run(cur, db.sleep_sql(), "select"):
                     with db.lock:
                         db.counts.slow += 1
-                done.wait(0.2)
+                done.wait(0.05)
         finally:
             conn.close()
 
