@@ -76,6 +76,19 @@ def test_window_rates_and_percentiles_cover_only_the_window() -> None:
     assert (row.rate, row.p99, row.samples) == (0.0, None, 0)
 
 
+def test_rates_use_the_newest_frame_old_enough_whatever_the_refresh_interval() -> None:
+    # Plain lines refresh every 5 s, a hair more than the 5 s rate window.
+    w = Window(seconds=30, rate_seconds=5)
+    for t, n in ((0.0, 0), (5.02, 50), (10.04, 150)):
+        w.add(t, _snap({"mysql.m.statements.verb=select": n}))
+    assert w.views()[0].rate == 100 / 5.02
+    # Refreshing every second: the frame 5 s back, not the oldest.
+    w = Window(seconds=30, rate_seconds=5)
+    for t in range(8):
+        w.add(float(t), _snap({"mysql.m.statements.verb=select": 10 * t * t}))
+    assert w.views()[0].rate == (490 - 40) / 5
+
+
 def _two_groups() -> Window:
     w = Window(seconds=30)
     base = {"postgres.demo.statements_select": 10, "postgres.demo.statements_insert": 3,

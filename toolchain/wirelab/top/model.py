@@ -179,11 +179,10 @@ class Window:
             trend.append(self._rate(key, lambda g: sum(g.statements.values()), 2.0))
 
     def _then(self, seconds: float) -> Frame:
+        """The newest frame at least `seconds` old, else the oldest one."""
         now = self.frames[-1].t
-        for frame in self.frames:
-            if frame.t >= now - seconds - 1e-6:
-                return frame
-        return self.frames[0]
+        older = [f for f in self.frames if f.t <= now - seconds + 1e-6]
+        return older[-1] if older else self.frames[0]
 
     def _rate(self, key: tuple[str, str], value, seconds: float | None = None) -> float:
         new, old = self.frames[-1], self._then(seconds or self.rate_seconds)
