@@ -19,6 +19,8 @@ command -v javac >/dev/null 2>&1 || needed+=(openjdk-17-jdk-headless)
 [ -f /usr/share/java/mariadb-java-client.jar ] || needed+=(libmariadb-java)
 command -v node >/dev/null 2>&1 || needed+=(nodejs)
 command -v npm >/dev/null 2>&1 || needed+=(npm)
+# The demo's and `wirelab up --prometheus`'s Prometheus (the dashboard test needs it too).
+command -v prometheus >/dev/null 2>&1 || needed+=(prometheus)
 
 if [ ${#needed[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
@@ -50,3 +52,6 @@ if command -v npm >/dev/null 2>&1; then
 else
     echo "wirelab: npm is absent; the Node.js cells of the driver matrix will skip" >&2
 fi
+# The same for Prometheus: wirelab starts its own, on a free port, per lab.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+service prometheus stop >/dev/null 2>&1 || true

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -118,13 +119,16 @@ def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
 
 # --- lab: up / down / stats / config ----------------------------------------
 def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-                pg_bin: Path | None, tls: bool, target: str = "wasm") -> dict:
+                pg_bin: Path | None, tls: bool, target: str = "wasm",
+                prometheus: bool = False) -> dict:
     if not (postgres or mysql):
         postgres = mysql = True
     kwargs = {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
               "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
     if target != "wasm":
         kwargs["target"] = target
+    if prometheus:
+        kwargs["prometheus"] = True
     return kwargs
 
 
@@ -143,12 +147,14 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               help="Write connection details to this JSON file and detach.")
 @click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
               show_default=True, help="Run project filters as Wasm or as native Envoy modules.")
+@click.option("--prometheus", is_flag=True,
+              help="Also start Prometheus (apt-get install prometheus), scraping Envoy every 1 s.")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None, target: str) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, target: str, prometheus: bool) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
-    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target)
+    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target, prometheus)
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
@@ -292,6 +298,43 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
 
 
 @main.command()
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="The state file written by `wirelab up --state`.")
+@click.option("--admin", help="Envoy admin URL instead of --state, e.g. http://127.0.0.1:9901.")
+@click.option("--window", type=click.FloatRange(min=2), default=30.0, show_default=True,
+              help="Seconds of history the p50/p99 figures cover.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=None,
+              help="Seconds between refreshes (default 1; 5 for plain lines).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Plain lines only: stop after this many refreshes.")
+@click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+def top(state: Path | None, admin: str | None, window: float, interval: float | None,
+        count: int | None, plain: bool) -> None:
+    """A live dashboard of the filters: statements/s, p50/p99, errors, sessions, bytes/s.
+
+    Keys: q quits, p pauses. Prints plain lines when stdout is not a terminal.
+    """
+    from .envoy import StatsClient
+    from .harness.state import read_state
+    from .top import Top, client_from_state, run_live, run_plain
+
+    if admin:
+        client, log = StatsClient(admin), None
+    elif state:
+        client, log = client_from_state(read_state(state))
+    else:
+        raise WirelabError("say which Envoy: --state FILE (from `wirelab up`) or --admin URL")
+    dash = Top(client, window=window, envoy_log=log)
+    try:
+        if plain or count is not None or not sys.stdout.isatty():
+            run_plain(dash, click.echo, interval=interval or 5.0, count=count)
+        else:
+            run_live(dash, Console(highlight=False), interval=interval or 1.0)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
 @click.argument("directory", type=click.Path(exists=True, path_type=Path))
 @click.option("--listen", type=int, default=None,
               help="Port for the listener (default: 15432 for postgres, 13306 for mysql).")
@@ -316,32 +359,84 @@ def config(directory: Path, listen: int | None, upstream: str | None,
 
 # --- demo ------------------------------------------------------------------
 @main.command()
+@click.option("--duration", type=click.FloatRange(min=8), default=60.0, show_default=True,
+              help="Seconds of workload (four phases share them).")
 @click.option("--keep", is_flag=True, help="Keep the lab running afterwards (until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
+@click.option("--no-dashboard", is_flag=True,
+              help="No live dashboard: announce the phases only (for CI).")
 @click.option("--no-mysql", is_flag=True, help="Leave MariaDB out even when it is installed.")
-def demo(keep: bool, no_mysql: bool) -> None:
-    """Drive real psql, pgbench and mariadb through Envoy with the filters; show the stats."""
-    from . import statsview
-    from .demo import run_demo
+@click.option("--no-prometheus", is_flag=True, help="Do not start Prometheus.")
+def demo(duration: float, keep: bool, as_json: bool, no_dashboard: bool, no_mysql: bool,
+         no_prometheus: bool) -> None:
+    """Both databases behind Envoy with both filters, a workload in phases, a live dashboard."""
+    from .demo import DemoRun
+    from .demo_report import render_summary
     from .harness.lifecycle import _wait_for_signal
+    from .top import Top, run_live, run_plain
 
-    out = stdout_console()
-    lab = run_demo(lambda msg: out.print(f"[bold cyan]>[/] {msg}"),
-                   with_mysql=False if no_mysql else None)
+    live = not (no_dashboard or as_json) and sys.stdout.isatty()
+    out = Console(highlight=False, stderr=as_json,
+                  width=None if sys.stdout.isatty() or as_json else 120)
+    showing = threading.Event()  # the dashboard's footer shows the phase instead
+
+    def step(msg: str) -> None:
+        if not showing.is_set():
+            out.print(f"[bold cyan]>[/] {msg}")
+
+    run = DemoRun(duration=duration, with_mysql=False if no_mysql else None,
+                  with_prometheus=False if no_prometheus else None, step=step)
     try:
-        # Histograms reach the admin API at the next stats flush.
-        import time
-
-        time.sleep(lab.stats_flush_interval_ms / 1000 * 3)
-        out.print(statsview.render_table(lab.stats.snapshot(), nonzero=True))
-        out.print("(stats that stayed zero are left out: `wirelab stats` shows all)")
-        out.print(f"Prometheus: curl -s {lab.prometheus_url}")
+        run.start()
+        lab = run.lab
+        assert lab is not None
+        if lab.prometheus is not None:
+            out.print(f"[bold cyan]>[/] Prometheus: {lab.prometheus.url} "
+                      "(scrapes Envoy every second)")
+        thread = run.run_in_background()
+        dash = Top(lab.stats, window=15.0, envoy_log=getattr(lab.envoy, "log_path", None),
+                   phase=run.phase)
+        if live:
+            showing.set()
+            if run_live(dash, Console(highlight=False), stop=run.stop):
+                run.stop.set()
+            showing.clear()
+        elif not (no_dashboard or as_json):
+            run_plain(dash, lambda line: out.print(line, markup=False, soft_wrap=True),
+                      interval=5.0, stop=run.stop)
+        else:
+            run.stop.wait()
+        run.finish(thread)
+        figures = run.figures(run.settled_snapshot())
+        if as_json:
+            click.echo(json.dumps(figures, indent=2))
+        else:
+            Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(
+                render_summary(figures))
         if keep:
             for label, value in lab.connection_strings():
                 out.print(f"  {label:18} {value}")
             out.print("lab is up; Ctrl-C stops it")
             _wait_for_signal()
     finally:
-        lab.close()
+        run.close()
+
+
+# --- compose ---------------------------------------------------------------
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def compose(directory: Path) -> None:
+    """Write a Docker Compose project of the demo stack into DIRECTORY.
+
+    Envoy with the shipped filters, PostgreSQL 18, MySQL 8.4, Prometheus and
+    Grafana with the wirelab dashboard; start it with `docker compose up`.
+    """
+    from .compose import write_compose
+
+    path = write_compose(directory)
+    click.echo(f"wrote {path}")
+    click.echo(f"start it: docker compose -f {path} up   (Grafana: http://127.0.0.1:3000, "
+               "Prometheus: http://127.0.0.1:9090; credentials in connect.json)")
 
 
 # --- truth -----------------------------------------------------------------

@@ -59,6 +59,7 @@ class Lab:
         stats_flush_interval_ms: int = 200,
         backend: str = "local",
         target: str = "wasm",
+        prometheus: bool = False,
     ):
         if not (postgres or mysql):
             raise WirelabError(
@@ -84,6 +85,8 @@ class Lab:
                 "built for the Envoy binary that loads it"
             )
         self.target = target
+        self.want_prometheus = prometheus
+        self.prometheus: Any = None  # a wirelab.prometheus.PrometheusServer when asked for
         self.postgres: Any = None
         self.mysql: Any = None
         self.envoy: EnvoyProcess | EnvoyContainer | None = None
@@ -121,6 +124,8 @@ class Lab:
                         stats_flush_interval_ms=self.stats_flush_interval_ms,
                     )
                 )
+            if self.want_prometheus:
+                self._start_prometheus()
             self.baseline = self.envoy.stats.snapshot()
         except BaseException:
             self.close()
@@ -158,6 +163,12 @@ class Lab:
         self._stack.enter_context(self.docker)
         self.postgres, self.mysql = self.docker.postgres, self.docker.mysql
         self.envoy = self.docker.envoy
+
+    def _start_prometheus(self) -> None:
+        from ..prometheus import PrometheusServer
+
+        admin = self.admin_url.split("://", 1)[-1]
+        self.prometheus = self._stack.enter_context(PrometheusServer([admin]))
 
     def _start_servers(self) -> None:
         from ..servers import MariaDBServer, PostgresServer
@@ -246,7 +257,9 @@ class Lab:
             rows.append(("mariadb via Envoy", "mariadb " + " ".join(self.mysql_cli_args())))
             rows.append(("mariadb direct", "mariadb " + " ".join(self.mysql_cli_args(True))))
         rows.append(("Envoy admin", self.admin_url))
-        rows.append(("Prometheus", self.prometheus_url))
+        if self.prometheus is not None:
+            rows.append(("Prometheus", self.prometheus.url))
+        rows.append(("Prometheus metrics", self.prometheus_url))
         return rows
 
     def state(self) -> dict[str, Any]:
@@ -268,7 +281,10 @@ class Lab:
             pids[kind] = server.pid
         out = {
             "admin": self.admin_url,
-            "prometheus": self.prometheus_url,
+            # The Prometheus server (`prometheus=True`), else null; Envoy's own
+            # exposition endpoint is `metrics`.
+            "prometheus": self.prometheus.url if self.prometheus is not None else None,
+            "metrics": self.prometheus_url,
             "servers": servers,
             "pids": pids,
             "filters": [str(f.spec.wasm) for f in self.filters],
@@ -276,4 +292,7 @@ class Lab:
         }
         if self.docker is not None:
             out["docker"] = self.docker.describe()
+        log_path = getattr(self._envoy, "log_path", None)
+        if log_path:
+            out["envoy_log"] = str(log_path)  # `wirelab top` shows its slow-statement lines
         return out
