@@ -90,11 +90,15 @@ EXPECTED: dict[str, dict[str, int]] = {
     "multi": {
         **_common(313, 590), "login_successes": 1,
         "commands.command=query": 5, "commands.command=quit": 1, "queries_parsed": 5,
-        "statements.verb=select": 1, "statements.verb=commit": 1, "statements.verb=other": 3,
-        # SELECT 1; SELECT .. (2 rows); UPDATE  +  CALL: 2 rows, 1 row, 1 row, final OK
+        # SELECT 1; SELECT .. (2 rows); UPDATE: one statement each, as Com_select +2 and
+        # Com_update +1 (this counted 1 select before statements were split)
+        "statements.verb=select": 2, "statements.verb=update": 1,
+        "statements.verb=commit": 1, "statements.verb=other": 3,
+        # CALL: 2 rows, 1 row, 1 row, final OK
         "result_sets": 5, "rows_returned": 7, "rows_affected": 1, "transactions_committed": 1,
         **durations(**{"command_duration_us.command=query": 5,
-                       "statement_duration_us.verb=select": 1,
+                       "statement_duration_us.verb=select": 2,
+                       "statement_duration_us.verb=update": 1,
                        "statement_duration_us.verb=commit": 1,
                        "statement_duration_us.verb=other": 3}),
     },
