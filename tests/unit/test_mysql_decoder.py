@@ -89,8 +89,8 @@ def test_recorded_cli_session_decodes_as_expected(harness: Path) -> None:
         "greeting version=5.5.5-10.11.19-MariaDB-0+deb12u1 plugin=mysql_native_password")
     assert out[2].startswith("login user=wirelab db=wirelab plugin=mysql_native_password")
     assert "command #8 cmd=query verb=select text=SELECT_*_FROM_missing_table" in out
-    assert ("command_done #8 stmts=1 failed#0 verb=select outcome=1 results=0 rows=0 affected=0 warn=0"
-            " err=1146 state=42S02" in out)
+    assert ("command_done #8 stmts=1 failed#0 verb=select outcome=1 results=0 rows=0 affected=0"
+            " warn=0 err=1146 state=42S02" in out)
     assert ("result #0 stmt#0 verb=select end=1 call=0 rs=1 cols=2 rows=5 affected=0 warn=0"
             " status=0x22 cursor=0" in out)
 
@@ -99,11 +99,12 @@ def test_stored_procedure_results(harness: Path) -> None:
     out = events(harness, reads_of("multi")).splitlines()
     i = out.index("command #3 cmd=query verb=other text=CALL_three_results()")
     # one statement: the CALL's result sets belong to it until its final OK
+    call = "result #3 stmt#0 verb=other"
     assert out[i + 1:i + 6] == [
-        "result #3 stmt#0 verb=other end=0 call=1 rs=1 cols=1 rows=2 affected=0 warn=0 status=0x9 cursor=0",
-        "result #3 stmt#0 verb=other end=0 call=1 rs=1 cols=2 rows=1 affected=0 warn=0 status=0x9 cursor=0",
-        "result #3 stmt#0 verb=other end=0 call=1 rs=1 cols=1 rows=1 affected=0 warn=0 status=0x29 cursor=0",
-        "result #3 stmt#0 verb=other end=1 call=1 rs=0 cols=0 rows=0 affected=1 warn=0 status=0x21 cursor=0",
+        f"{call} end=0 call=1 rs=1 cols=1 rows=2 affected=0 warn=0 status=0x9 cursor=0",
+        f"{call} end=0 call=1 rs=1 cols=2 rows=1 affected=0 warn=0 status=0x9 cursor=0",
+        f"{call} end=0 call=1 rs=1 cols=1 rows=1 affected=0 warn=0 status=0x29 cursor=0",
+        f"{call} end=1 call=1 rs=0 cols=0 rows=0 affected=1 warn=0 status=0x21 cursor=0",
         "command_done #3 stmts=1 outcome=0 results=4 rows=4 affected=1 warn=0",
     ]
 

@@ -327,7 +327,8 @@ def cursor_opened(columns: Sequence[str], seq: int = 1) -> bytes:
 
 
 def fetched(rows: Sequence[Sequence[int]], last: bool, seq: int = 1) -> bytes:
-    """The answer to COM_STMT_FETCH: binary rows, then EOF (LAST_ROW_SENT once the cursor is done)."""
+    """The answer to COM_STMT_FETCH: binary rows, then EOF (LAST_ROW_SENT once the cursor
+    is done)."""
     out = [packet(binary_row(row), seq + i) for i, row in enumerate(rows)]
     status = SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_CURSOR_EXISTS
     if last:
