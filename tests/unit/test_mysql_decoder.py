@@ -140,3 +140,52 @@ def test_mutated_recordings_stay_in_bounds(harness: Path, seed: int, name: str) 
         reads.append((conn, direction, bytes(b)))
     out = events(harness, reads, max_fetch=rng.randint(1, 64))
     assert out.startswith("-- conn 0")
+
+
+def _login() -> Reads:
+    from wirelab.testing import mysql as my
+
+    return [(0, "server", my.greeting()), (0, "client", my.handshake_response("app", "shop")),
+            (0, "server", my.ok(seq=2))]
+
+
+def test_multi_statement_split_does_not_depend_on_boundaries(harness: Path) -> None:
+    from wirelab.testing import mysql as my
+
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    sql = ("SELECT 'a;b' /* ; */, `c;d` FROM t; -- ;\nCREATE PROCEDURE p() BEGIN SELECT 1;"
+           " CASE WHEN 1 THEN SELECT 2; END CASE; END; CALL p();"
+           " DELETE FROM t WHERE v = \"x\\\";\"")
+    reads = _login() + [
+        (0, "client", my.com_query(sql)),
+        (0, "server", my.answer(my.resultset(["a"], [["a;b"]], status=more), my.ok(status=more),
+                                my.resultset(["1"], [["1"]], status=more), my.ok(status=more),
+                                my.ok(affected_rows=2))),
+    ]
+    base = events(harness, reads)
+    verbs = [line.split(" rs=")[0].split(" ", 2)[2] for line in base.splitlines()
+             if line.startswith("result")]
+    assert verbs == ["stmt#0 verb=select end=1 call=0", "stmt#1 verb=other end=1 call=0",
+                     "stmt#2 verb=other end=0 call=1", "stmt#2 verb=other end=1 call=1",
+                     "stmt#3 verb=delete end=1 call=0"]
+    assert events(harness, split(reads, None), max_fetch=3) == base
+    assert events(harness, split(reads, random.Random(7)), max_fetch=11) == base
+
+
+def test_pipeline_past_the_cap_recovers_without_leaks(harness: Path) -> None:
+    # 70,000 commands that cannot share a run: 65,536 followed, 4,464 unattributed,
+    # then the next command is followed again (ASan checks the growable storage)
+    from wirelab.testing import mysql as my
+
+    n = 70_000
+    reads = _login() + [
+        (0, "client", (my.com_ping() + my.com_query("SELECT 1")) * (n // 2)),
+        (0, "server", (my.ok() + my.resultset(["1"], [["1"]])) * (n // 2)),
+        (0, "client", my.com_query("DELETE FROM t")),
+        (0, "server", my.ok(affected_rows=4)),
+    ]
+    out = events(harness, reads).splitlines()
+    assert sum(" unattributed" in line for line in out) == n - 65536
+    assert sum(line.startswith("command_done") for line in out) == 65536 + 1
+    assert "decoder_error" not in "\n".join(out) and "protocol_error" not in "\n".join(out)
+    assert out[-2] == ("command_done #70000 stmts=1 outcome=0 results=1 rows=0 affected=4 warn=0")
