@@ -160,13 +160,18 @@ static const char *const other_words[] = {
     "stop", "truncate", "uninstall", "unlock", "use", "xa",
 };
 
-wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
+static wl_mysql_verb classify(const char *sql, size_t len, uint8_t *is_call) {
     const uint8_t *s = (const uint8_t *)sql;
+    *is_call = 0;
     if (!s) return WL_MYSQL_VERB_UNKNOWN;
     char w[16];
     size_t i = 0;
     size_t k = word(s, len, &i, w, sizeof w);
     if (k == 0 || k > sizeof w) return WL_MYSQL_VERB_UNKNOWN;
+    if (weq(w, k, "call")) {
+        *is_call = 1;
+        return WL_MYSQL_VERB_OTHER;
+    }
     if (weq(w, k, "select") || weq(w, k, "with") || weq(w, k, "values") || weq(w, k, "table"))
         return WL_MYSQL_VERB_SELECT;
     if (weq(w, k, "insert")) return WL_MYSQL_VERB_INSERT;
@@ -193,6 +198,11 @@ wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
     for (size_t j = 0; j < sizeof other_words / sizeof other_words[0]; j++)
         if (weq(w, k, other_words[j])) return WL_MYSQL_VERB_OTHER;
     return WL_MYSQL_VERB_UNKNOWN;
+}
+
+wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
+    uint8_t is_call;
+    return classify(sql, len, &is_call);
 }
 
 const char *wl_mysql_verb_name(wl_mysql_verb v) {
@@ -362,7 +372,28 @@ enum {
     SM_DASH1, SM_DASH2, SM_SLASH, SM_SLASH_STAR, SM_SLASH_STAR_M, SM_EXEC_VER, SM_EXEC_STAR,
 };
 
-static int is_word_byte(uint8_t c) { return is_alpha(c) || is_digit(c) || c == '$' || c >= 0x80; }
+/* Byte classes of the splitter's code state. */
+enum { CL_OTHER = 0, CL_WORD, CL_SPACE, CL_SPECIAL };
+
+/* class of each byte: 1 word (letters, digits, _, $, >= 0x80), 2 blank, 3 quote / comment /
+ * operator start / ";", 0 other */
+static const uint8_t class_table[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 3, 3, 1, 0, 0, 3, 0, 0, 3, 0, 0, 3, 0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 3, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+    3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* A keyword packed as the splitter packs words (lower case, little-endian, <= 8 bytes). */
+#define KW2(a, b) ((uint64_t)(a) | (uint64_t)(b) << 8)
+#define KW3(a, b, c) (KW2(a, b) | (uint64_t)(c) << 16)
+#define KW4(a, b, c, d) (KW3(a, b, c) | (uint64_t)(d) << 24)
+#define KW5(a, b, c, d, e) (KW4(a, b, c, d) | (uint64_t)(e) << 32)
+#define KW6(a, b, c, d, e, f) (KW5(a, b, c, d, e) | (uint64_t)(f) << 40)
 
 static void split_capture(wl_mysql_splitter *sp, uint8_t c) {
     if (sp->head_len < WL_MYSQL_SPLIT_HEAD) sp->head[sp->head_len++] = (char)c;
@@ -379,34 +410,33 @@ static void split_comment(wl_mysql_splitter *sp) {
     if (sp->has_code) split_capture(sp, ' ');
 }
 
-static int wis(const wl_mysql_splitter *sp, const char *lit) {
-    return sp->wlen < sizeof sp->word && weq(sp->word, sp->wlen, lit);
-}
-
 /* A word of code ended: track BEGIN ... END bodies, which are not split. */
 static void split_word(wl_mysql_splitter *sp) {
     if (sp->wlen == 0) return;
+    uint64_t w = sp->wlen <= 8 ? sp->word : 0; /* longer words are no keyword here */
+    sp->wlen = 0;
+    sp->word = 0;
     if (sp->first_word == 0) {
-        sp->is_xa = (uint8_t)wis(sp, "xa");
-        sp->begin_first = (uint8_t)wis(sp, "begin");
-        sp->is_call_first = (uint8_t)wis(sp, "call");
+        sp->is_xa = w == KW2('x', 'a');
+        sp->begin_first = w == KW5('b', 'e', 'g', 'i', 'n');
+        sp->is_call_first = w == KW4('c', 'a', 'l', 'l');
         sp->first_word = 1;
     } else if (sp->begin_first) { /* BEGIN NOT ATOMIC opens a block; BEGIN [WORK] a transaction */
         sp->begin_first = 0;
-        if (wis(sp, "not")) sp->depth++;
+        if (w == KW3('n', 'o', 't')) sp->depth++;
     } else if (sp->after_end) {   /* END IF / LOOP / WHILE / REPEAT / FOR close what was not counted */
         sp->after_end = 0;
-        if (!(wis(sp, "if") || wis(sp, "loop") || wis(sp, "while") || wis(sp, "repeat") || wis(sp, "for")) &&
+        if (!(w == KW2('i', 'f') || w == KW4('l', 'o', 'o', 'p') || w == KW5('w', 'h', 'i', 'l', 'e') ||
+              w == KW6('r', 'e', 'p', 'e', 'a', 't') || w == KW3('f', 'o', 'r')) &&
             sp->depth > 0)
             sp->depth--;
-    } else if (wis(sp, "begin") && !sp->is_xa) {
+    } else if (w == KW5('b', 'e', 'g', 'i', 'n') && !sp->is_xa) {
         sp->depth++;
-    } else if (wis(sp, "case")) {
+    } else if (w == KW4('c', 'a', 's', 'e')) {
         sp->depth++;
-    } else if (wis(sp, "end") && sp->depth > 0) {
+    } else if (w == KW3('e', 'n', 'd') && sp->depth > 0) {
         sp->after_end = 1;
     }
-    sp->wlen = 0;
 }
 
 /* A plain END (followed by punctuation): closes BEGIN or CASE. */
@@ -433,6 +463,7 @@ static void split_statement(wl_mysql_decoder *d, int terminated) {
     sp->first_word = sp->begin_first = sp->after_end = sp->is_xa = sp->is_call_first = 0;
     sp->head_len = 0;
     sp->wlen = 0;
+    sp->word = 0;
 }
 
 static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
@@ -441,16 +472,33 @@ static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
         uint8_t c = b[i];
     again:
         switch (sp->mode) {
-        case SM_CODE:
-            if (is_word_byte(c)) {
-                if (sp->wlen < sizeof sp->word) sp->word[sp->wlen] = (char)(c | 0x20);
-                if (sp->wlen < 0xff) sp->wlen++;
-                split_code(sp, c);
+        case SM_CODE: {
+            uint8_t cl = class_table[c];
+            if (cl == CL_WORD) { /* the whole run of word bytes */
+                size_t j = i;
+                do {
+                    if (sp->wlen < 8) sp->word |= (uint64_t)(b[j] | 0x20) << (8 * sp->wlen);
+                    if (sp->wlen < 0xff) sp->wlen++;
+                    j++;
+                } while (j < n && class_table[b[j]] == CL_WORD);
+                sp->has_code = sp->has_any = 1;
+                size_t room = WL_MYSQL_SPLIT_HEAD - sp->head_len;
+                if (room) {
+                    size_t k = j - i < room ? j - i : room;
+                    memcpy(sp->head + sp->head_len, b + i, k);
+                    sp->head_len = (uint8_t)(sp->head_len + k);
+                }
+                i = j - 1;
                 continue;
             }
             split_word(sp);
-            if (is_space(c)) {
+            if (cl == CL_SPACE) {
                 if (sp->has_code) split_capture(sp, ' ');
+                continue;
+            }
+            if (cl == CL_OTHER) {
+                split_settle_end(sp);
+                split_code(sp, c);
                 continue;
             }
             switch (c) {
@@ -479,17 +527,42 @@ static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
             split_settle_end(sp);
             split_code(sp, c);
             continue;
+        }
         case SM_SQ:
         case SM_DQ:
-        case SM_BQ:
-            split_capture(sp, c);
-            if (sp->esc) sp->esc = 0;
-            else if (c == '\\' && sp->mode != SM_BQ) sp->esc = 1;
-            else if (c == (sp->mode == SM_SQ ? '\'' : sp->mode == SM_DQ ? '"' : '`')) sp->mode = SM_CODE;
+        case SM_BQ: {
+            uint8_t q = sp->mode == SM_SQ ? '\'' : sp->mode == SM_DQ ? '"' : '`';
+            uint8_t bs = sp->mode == SM_BQ ? q : '\\'; /* backquotes have no escapes */
+            size_t j = i;
+            if (sp->esc) { /* the byte after a backslash */
+                sp->esc = 0;
+                j++;
+            }
+            while (j < n && b[j] != q && b[j] != bs) j++;
+            size_t room = WL_MYSQL_SPLIT_HEAD - sp->head_len;
+            size_t k = (j < n ? j + 1 : n) - i;
+            if (k > room) k = room;
+            memcpy(sp->head + sp->head_len, b + i, k);
+            sp->head_len = (uint8_t)(sp->head_len + k);
+            if (j >= n) {
+                i = n;
+                continue;
+            }
+            if (b[j] == q) sp->mode = SM_CODE;
+            else sp->esc = 1;
+            i = j;
             continue;
-        case SM_LINE:
-            if (c == '\n') sp->mode = SM_CODE;
+        }
+        case SM_LINE: {
+            const uint8_t *nl = memchr(b + i, '\n', n - i);
+            if (!nl) {
+                i = n;
+                continue;
+            }
+            i = (size_t)(nl - b);
+            sp->mode = SM_CODE;
             continue;
+        }
         case SM_BLOCK:
             if (c == '*') sp->mode = SM_BLOCK_STAR;
             continue;
@@ -853,11 +926,19 @@ static int skip_query_attributes(const uint8_t *h, size_t n, size_t *io) {
     return 1;
 }
 
-static int starts_with_call(const char *sql, size_t len) {
-    char w[8];
+/* ';' anywhere in the bytes, eight at a time (wasi-libc's memchr goes byte by byte). */
+static int has_semicolon(const char *p, size_t n) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull, semis = ones * ';';
     size_t i = 0;
-    size_t k = word((const uint8_t *)sql, len, &i, w, sizeof w);
-    return weq(w, k, "call");
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w ^= semis;
+        if ((w - ones) & ~w & highs) return 1;
+    }
+    for (; i < n; i++)
+        if (p[i] == ';') return 1;
+    return 0;
 }
 
 static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
@@ -892,10 +973,11 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         ev.text_len = n - i;
         ev.text_total = total >= i ? total - i : 0;
         if (p.verb == WL_MYSQL_VERB_NONE) {
-            p.verb = (uint8_t)wl_mysql_classify(ev.text, ev.text_len);
-            p.is_call = (uint8_t)starts_with_call(ev.text, ev.text_len);
+            p.verb = (uint8_t)classify(ev.text, ev.text_len, &p.is_call);
             split_from = i;
-            p.splitting = (d->caps & WL_MYSQL_CLIENT_MULTI_STATEMENTS) != 0;
+            /* a whole text without ';' is one statement: nothing to split */
+            p.splitting = (d->caps & WL_MYSQL_CLIENT_MULTI_STATEMENTS) &&
+                          (ev.text_total > ev.text_len || s->cont || has_semicolon(ev.text, ev.text_len));
         }
         break;
     }

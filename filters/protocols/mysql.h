@@ -254,12 +254,12 @@ typedef struct {
     uint8_t is_call_first; /* the statement starts with CALL */
     uint8_t queued;      /* the command is the pending queue's tail */
     uint8_t store;       /* verbs still go to the verb queue */
-    uint8_t wlen;
+    uint8_t wlen;        /* length of the word being read (saturating) */
     uint8_t head_len;
     uint16_t depth;      /* BEGIN ... END / CASE ... END nesting */
     uint32_t count;      /* statements found so far */
     uint32_t stored;     /* of which verbs stored */
-    char word[12];
+    uint64_t word;       /* its first 8 bytes, lower case, packed little-endian */
     char head[WL_MYSQL_SPLIT_HEAD];
 } wl_mysql_splitter;
 
