@@ -388,6 +388,34 @@ static const uint8_t class_table[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
+/* Bytes that matter in code past a statement's head: quotes, comment and operator starts,
+ * ';', and the first letters of BEGIN, CASE and END. */
+static const uint8_t stop_table[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* Index of the first x or y in b[i..n) (n if none), eight bytes at a time. */
+static size_t find2(const uint8_t *b, size_t i, size_t n, uint8_t x, uint8_t y) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    const uint64_t mx = ones * x, my = ones * y;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, a, c;
+        memcpy(&w, b + i, 8);
+        a = w ^ mx;
+        c = w ^ my;
+        if (((a - ones) & ~a & highs) | ((c - ones) & ~c & highs)) break; /* a zero byte: x or y here */
+    }
+    while (i < n && b[i] != x && b[i] != y) i++;
+    return i;
+}
+
 /* A keyword packed as the splitter packs words (lower case, little-endian, <= 8 bytes). */
 #define KW2(a, b) ((uint64_t)(a) | (uint64_t)(b) << 8)
 #define KW3(a, b, c) (KW2(a, b) | (uint64_t)(c) << 16)
@@ -473,6 +501,23 @@ static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
     again:
         switch (sp->mode) {
         case SM_CODE: {
+            if (sp->head_len == WL_MYSQL_SPLIT_HEAD && sp->wlen == 0 && !sp->after_end && !sp->begin_first) {
+                /* past the head only quotes, comments, ';' and BEGIN / CASE / END matter */
+                size_t j = i;
+                for (;;) {
+                    while (j < n && !stop_table[b[j]]) j++;
+                    if (j < n && class_table[b[j]] == CL_WORD && j > i && class_table[b[j - 1]] == CL_WORD) {
+                        j++; /* a b, c or e inside a word */
+                        continue;
+                    }
+                    break;
+                }
+                if (j > i) {
+                    if (j == n && class_table[b[n - 1]] == CL_WORD) sp->wlen = 9; /* a word goes on */
+                    i = j - 1;
+                    continue;
+                }
+            }
             uint8_t cl = class_table[c];
             if (cl == CL_WORD) { /* the whole run of word bytes */
                 size_t j = i;
@@ -538,7 +583,7 @@ static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
                 sp->esc = 0;
                 j++;
             }
-            while (j < n && b[j] != q && b[j] != bs) j++;
+            j = find2(b, j, n, q, bs);
             size_t room = WL_MYSQL_SPLIT_HEAD - sp->head_len;
             size_t k = (j < n ? j + 1 : n) - i;
             if (k > room) k = room;
@@ -926,20 +971,8 @@ static int skip_query_attributes(const uint8_t *h, size_t n, size_t *io) {
     return 1;
 }
 
-/* ';' anywhere in the bytes, eight at a time (wasi-libc's memchr goes byte by byte). */
-static int has_semicolon(const char *p, size_t n) {
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull, semis = ones * ';';
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        w ^= semis;
-        if ((w - ones) & ~w & highs) return 1;
-    }
-    for (; i < n; i++)
-        if (p[i] == ';') return 1;
-    return 0;
-}
+/* ';' anywhere in the bytes (wasi-libc's memchr goes byte by byte). */
+static int has_semicolon(const char *p, size_t n) { return find2((const uint8_t *)p, 0, n, ';', ';') < n; }
 
 static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     wl_mysql_side *s = &d->side[WL_DIR_CLIENT];

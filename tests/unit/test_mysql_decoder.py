@@ -189,3 +189,29 @@ def test_pipeline_past_the_cap_recovers_without_leaks(harness: Path) -> None:
     assert sum(line.startswith("command_done") for line in out) == 65536 + 1
     assert "decoder_error" not in "\n".join(out) and "protocol_error" not in "\n".join(out)
     assert out[-2] == ("command_done #70000 stmts=1 outcome=0 results=1 rows=0 affected=4 warn=0")
+
+
+def test_long_multi_statement_split_past_the_head(harness: Path) -> None:
+    # statements far past the 512-byte head: values with ';' in strings, identifiers that
+    # contain END / CASE / BEGIN, a procedure body, all cut at every read/window boundary
+    from wirelab.testing import mysql as my
+
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    values = ",".join(f"({i}, 'legend;{i}', -{i}.5, NULL, `xend`)" for i in range(60))
+    body = " ".join(f"SET @legend{i} = 'a;b'; SELECT CASE WHEN 1 THEN {i} END;" for i in range(20))
+    sql = (f"INSERT INTO t VALUES {values}; UPDATE t SET v = 1 WHERE name = 'weekend';"
+           f" CREATE PROCEDURE p() BEGIN {body} IF 1 THEN SET @x = 1; END IF; END;"
+           f" DELETE FROM t WHERE backend = 1")
+    reads = _login() + [
+        (0, "client", my.com_query(sql)),
+        (0, "server", my.answer(my.ok(affected_rows=60, status=more), my.ok(status=more),
+                                my.ok(status=more), my.ok(affected_rows=1))),
+    ]
+    base = events(harness, reads)
+    verbs = [line.split(" rs=")[0].split(" ", 2)[2] for line in base.splitlines()
+             if line.startswith("result")]
+    assert verbs == ["stmt#0 verb=insert end=1 call=0", "stmt#1 verb=update end=1 call=0",
+                     "stmt#2 verb=other end=1 call=0", "stmt#3 verb=delete end=1 call=0"]
+    assert events(harness, split(reads, None), max_fetch=5) == base
+    for seed in range(5):
+        assert events(harness, split(reads, random.Random(seed)), max_fetch=1 + seed * 13) == base
