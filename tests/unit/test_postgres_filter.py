@@ -112,15 +112,17 @@ EXPECTED: dict[str, dict[str, int]] = {
         "transactions_commit": 10, "rows_returned": 9, "rows_affected": 4,
         **latency(ddl=1, select=7, insert=4),
     },
-    # CREATE (simple); prepared SELECT fetched 3 times with a row limit (3
-    # PortalSuspended, no CommandComplete); executemany of 4 INSERTs; BEGIN (simple),
-    # SELECT * (4 rows), COMMIT (simple).
+    # CREATE (simple); prepared SELECT fetchval'd 3 times: an Execute with a row
+    # limit answered PortalSuspended (no CommandComplete), then Sync ends the
+    # portal: 3 SELECTs of 1 row each, as pg_stat_statements counts them (the
+    # filter counted 0 before the statement tracker); executemany of 4 INSERTs;
+    # BEGIN (simple), SELECT * (4 rows), COMMIT (simple).
     "asyncpg_session": {
         **SESSION, "simple_queries": 3, "statements_parsed": 6, "extended_parse": 3,
         "extended_parse_named": 3, "extended_bind": 8, "extended_bind_named": 8,
-        "extended_execute": 8, "statements": 8, "statements_insert": 4,
-        "statements_select": 1, "statements_other": 3, "transactions": 6,
-        "transactions_commit": 6, "rows_affected": 4, "rows_returned": 4,
+        "extended_execute": 8, "statements": 11, "statements_insert": 4,
+        "statements_select": 4, "statements_other": 3, "transactions": 6,
+        "transactions_commit": 6, "rows_affected": 4, "rows_returned": 7,
         "transaction_latency_us#count": 1,
         **latency(ddl=1, select=4, insert=4, begin=1, commit=1),
     },
