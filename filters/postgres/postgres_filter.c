@@ -18,6 +18,7 @@ typedef struct {
     uint8_t authenticated; /* AuthenticationOk seen */
     uint8_t ready;         /* first ReadyForQuery seen: the session is up */
     uint8_t in_block;      /* last ReadyForQuery status was T or E */
+    uint8_t tags;          /* the plugin keeps per database/user stats */
     uint32_t db_tag, user_tag;
     const wl_metric *tagged; /* this connection's (database, user) metrics, once used */
     uint32_t messages;       /* messages decoded in the current read */
@@ -28,6 +29,10 @@ WL_CONN_STATE(pg_conn)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
+/* Rare paths (logging, errors) stay out of line: a varargs call inlined into
+ * the per-message dispatch would give it a stack frame on every message. */
+#define COLD __attribute__((noinline, cold))
+
 #define CNT(c, id, n) wl_batch_add((c)->p->counters[PG_##id], (int64_t)(n))
 
 static int str_is(wl_pg_str s, const char *lit) {
@@ -35,16 +40,19 @@ static int str_is(wl_pg_str s, const char *lit) {
     return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
-static void tagged_add(pg_conn *c, int id, uint64_t n) {
-    if (!c->p->tag_database && !c->p->tag_user) return;
+COLD static void tagged_add_slow(pg_conn *c, int id, uint64_t n) {
     /* defined on first use, as before the startup message they were unknown */
     if (!c->tagged) c->tagged = pgm_tagged(c->p, c->db_tag, c->user_tag);
     if (c->tagged) wl_batch_add(c->tagged[id], (int64_t)n);
 }
 
+static inline void tagged_add(pg_conn *c, int id, uint64_t n) {
+    if (c->tags) tagged_add_slow(c, id, n);
+}
+
 /* ---- statements and transactions (tracker events) ------------------------------- */
 
-static void slow_log(pg_conn *c, const wl_stmt_event *ev, uint64_t us) {
+COLD static void slow_log(pg_conn *c, const wl_stmt_event *ev, uint64_t us) {
     CNT(c, SLOW_STATEMENTS, 1);
     char sql[PGF_SQL_KEEP];
     uint32_t n = ev->sql_len < c->p->slow_log_sql_bytes ? (uint32_t)ev->sql_len : c->p->slow_log_sql_bytes;
@@ -99,7 +107,7 @@ static const wl_stmt_callbacks stmt_callbacks = {on_statement, on_transaction};
 
 /* ---- messages ------------------------------------------------------------------------ */
 
-static void on_error(pg_conn *c, const wl_pg_event *ev) {
+COLD static void on_error(pg_conn *c, const wl_pg_event *ev) {
     wl_pg_str sev = ev->u.notice.severity;
     const char *state = ev->u.notice.sqlstate;
     CNT(c, ERRORS, 1);
@@ -115,7 +123,7 @@ static void on_error(pg_conn *c, const wl_pg_event *ev) {
     }
 }
 
-static void on_notice(pg_conn *c, const wl_pg_event *ev) {
+COLD static void on_notice(pg_conn *c, const wl_pg_event *ev) {
     wl_pg_str sev = ev->u.notice.severity;
     CNT(c, NOTICES, 1);
     if (str_is(sev, "NOTICE")) CNT(c, NOTICES_NOTICE, 1);
@@ -141,9 +149,9 @@ static void on_ready(pg_conn *c, uint8_t status) {
 /* statements_parsed / statements_parse_error: whether the SQL of a Query or
  * Parse starts with a keyword (wirelab reads the first keyword, not the
  * whole statement). */
-static void classify(pg_conn *c, wl_pg_str sql) {
+COLD static void classify(pg_conn *c, const wl_pg_event *ev) {
     const char *kw = NULL;
-    if (wl_pg_sql_keyword(sql.ptr, sql.len, &kw)) CNT(c, STATEMENTS_PARSED, 1);
+    if (wl_pg_sql_keyword(ev->u.query.sql.ptr, ev->u.query.sql.len, &kw)) CNT(c, STATEMENTS_PARSED, 1);
     else CNT(c, STATEMENTS_PARSE_ERROR, 1);
 }
 
@@ -151,11 +159,11 @@ static void on_client_message(pg_conn *c, const wl_pg_event *ev) {
     switch (ev->type) {
     case 'Q':
         CNT(c, SIMPLE_QUERIES, 1);
-        classify(c, ev->u.query.sql);
+        classify(c, ev);
         break;
     case 'P':
         CNT(c, EXTENDED_PARSE, 1);
-        classify(c, ev->u.query.sql);
+        classify(c, ev);
         if (ev->u.query.name.len) CNT(c, EXTENDED_PARSE_NAMED, 1);
         break;
     case 'B':
@@ -191,14 +199,25 @@ static void on_server_message(pg_conn *c, const wl_pg_event *ev) {
     }
 }
 
+COLD static void on_decoder_error(pg_conn *c, const wl_pg_event *ev) {
+    CNT(c, DECODER_ERRORS, 1);
+    if (ev->u.error.code == WL_PG_ERR_UNKNOWN_TYPE) CNT(c, MESSAGES_UNKNOWN, 1);
+    wl_debug("postgres.%s: stopped decoding a connection (error %d, type 0x%02x)", c->p->prefix,
+             (int)ev->u.error.code, ev->type);
+}
+
 static void on_event(void *user, const wl_pg_event *ev) {
     pg_conn *c = user;
     switch (ev->kind) {
     case WL_PG_EV_MESSAGE:
         c->messages++; /* counted once per read, in wl_on_data */
-        if (ev->dir == WL_DIR_CLIENT) on_client_message(c, ev);
-        else on_server_message(c, ev);
-        wl_pgt_event(&c->trk, ev, c->now);
+        if (ev->dir == WL_DIR_CLIENT) {
+            on_client_message(c, ev);
+            wl_pgt_client(&c->trk, ev);
+        } else {
+            on_server_message(c, ev);
+            wl_pgt_server(&c->trk, ev);
+        }
         break;
     case WL_PG_EV_STARTUP:
         if (c->p->tag_database) {
@@ -228,12 +247,7 @@ static void on_event(void *user, const wl_pg_event *ev) {
     case WL_PG_EV_CANCEL_REQUEST:
         CNT(c, CANCEL_REQUESTS, 1);
         break;
-    case WL_PG_EV_ERROR:
-        CNT(c, DECODER_ERRORS, 1);
-        if (ev->u.error.code == WL_PG_ERR_UNKNOWN_TYPE) CNT(c, MESSAGES_UNKNOWN, 1);
-        wl_debug("postgres.%s: stopped decoding a connection (error %d, type 0x%02x)",
-                 c->p->prefix, (int)ev->u.error.code, ev->type);
-        break;
+    case WL_PG_EV_ERROR: on_decoder_error(c, ev); break;
     }
 }
 
@@ -247,6 +261,7 @@ void wl_on_new_connection(wl_conn *conn) {
     pg_conn *c = conn->state;
     c->conn = conn;
     c->p = conn->plugin->state;
+    c->tags = c->p->tag_database || c->p->tag_user;
     wl_pg_init(&c->dec, &callbacks, c);
     wl_pgt_init(&c->trk, &stmt_callbacks, c);
     CNT(c, CONNECTIONS, 1);
@@ -258,6 +273,7 @@ void wl_on_data(wl_conn *conn, wl_read *read) {
     wl_batch_add(p->bytes[read->dir], (int64_t)read->size);
     if (!wl_pg_active(&c->dec) || read->size == 0) return;
     c->now = wl_now_ns();
+    wl_pgt_set_time(&c->trk, c->now);
     wl_pg_feed(&c->dec, read->dir, read->size, wl_read_fetch, read);
     if (c->messages) {
         CNT(c, MESSAGES, c->messages);

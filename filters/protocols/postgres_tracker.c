@@ -4,6 +4,14 @@
 
 #include <string.h>
 
+/* Rare paths stay out of line, so the per-message dispatch stays small (no
+ * stack frame, few locals): it runs for every message on the wire. */
+#if defined(__GNUC__) || defined(__clang__)
+#define COLD __attribute__((noinline, cold))
+#else
+#define COLD
+#endif
+
 enum {
     Q_QUERY = 1, /* simple Query: statements until its ReadyForQuery */
     Q_EXEC,      /* Execute: one CommandComplete / PortalSuspended / error / EmptyQuery */
@@ -26,6 +34,13 @@ static uint8_t keep_sql(char *dst, wl_pg_str sql) {
     return (uint8_t)n;
 }
 
+/* The kind of a statement without a CommandComplete tag (it failed, or its
+ * portal was suspended), from its SQL; computed only then, as reading the
+ * keyword costs more than the rest of a statement's bookkeeping. */
+static uint8_t kind_of_sql(const char *sql, uint8_t len) {
+    return (uint8_t)wl_pg_cmd_from_sql(sql, len);
+}
+
 static uint64_t later(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
 /* ---- reporting ------------------------------------------------------------------ */
@@ -45,8 +60,13 @@ static void emit_stmt(wl_pg_tracker *t, wl_stmt_event *ev) {
 
 static void emit_txn(wl_pg_tracker *t, uint8_t outcome, uint8_t implicit, uint32_t stmts,
                      uint64_t start, uint64_t end) {
-    wl_txn_event ev = {outcome, implicit, stmts, start, end > start ? end : start};
-    if (t->cb->on_transaction) t->cb->on_transaction(t->user, &ev);
+    wl_txn_event *ev = &t->tev;
+    ev->outcome = outcome;
+    ev->implicit = implicit;
+    ev->statements = stmts;
+    ev->start_ns = start;
+    ev->end_ns = end > start ? end : start;
+    if (t->cb->on_transaction) t->cb->on_transaction(t->user, ev);
 }
 
 /* Which rows a finished statement's count is. */
@@ -61,7 +81,9 @@ static void add_rows(wl_stmt_event *ev, const wl_pg_event *cc, uint8_t copy_dir)
         if (copy_dir == 'H') ev->rows_returned += cc->u.cc.rows;
         else if (copy_dir == 'G') ev->rows_affected += cc->u.cc.rows;
         break;
-    default: break; /* SELECT, FETCH: the DataRows are the rows; MOVE sends none */
+    case WL_PG_CMD_SELECT:
+    case WL_PG_CMD_FETCH: ev->rows_returned += cc->u.cc.rows; break;
+    default: break; /* MOVE sends no rows */
     }
 }
 
@@ -83,13 +105,12 @@ static wl_pgt_entry *q_push(wl_pg_tracker *t, uint8_t what) {
     e->what = what;
     e->start_ns = t->now;
     e->portal = 0;
-    e->hint = 0;
     e->flag = 0;
     e->sql_len = 0;
     return e;
 }
 
-static void end_portal(wl_pg_tracker *t, uint32_t portal);
+COLD static void end_portal(wl_pg_tracker *t, uint32_t portal);
 
 static void q_pop(wl_pg_tracker *t) {
     if (!t->q_len) return;
@@ -113,13 +134,14 @@ static wl_pgt_entry *q_statement(wl_pg_tracker *t) {
 /* ---- suspended portals -------------------------------------------------------------- */
 
 static wl_pgt_portal *find_portal(wl_pg_tracker *t, uint32_t portal) {
+    if (!t->n_portals) return NULL;
     for (int i = 0; i < WL_PGT_PORTALS; i++)
         if (t->portals[i].used && t->portals[i].portal == portal) return &t->portals[i];
     return NULL;
 }
 
 /* Reports a suspended portal's execution (its rows so far) and frees it. */
-static void report_portal(wl_pg_tracker *t, wl_pgt_portal *p) {
+COLD static void report_portal(wl_pg_tracker *t, wl_pgt_portal *p) {
     wl_stmt_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = p->kind;
@@ -131,36 +153,43 @@ static void report_portal(wl_pg_tracker *t, wl_pgt_portal *p) {
     ev.sql = p->sql;
     ev.sql_len = p->sql_len;
     p->used = 0;
+    t->n_portals--;
     emit_stmt(t, &ev);
 }
 
-static void end_portal(wl_pg_tracker *t, uint32_t portal) {
+COLD static void end_portal(wl_pg_tracker *t, uint32_t portal) {
     wl_pgt_portal *p = find_portal(t, portal);
     if (p) report_portal(t, p);
 }
 
-static void end_all_portals(wl_pg_tracker *t) {
+COLD static void end_all_portals(wl_pg_tracker *t) {
+    if (!t->n_portals) return;
     for (int i = 0; i < WL_PGT_PORTALS; i++)
         if (t->portals[i].used) report_portal(t, &t->portals[i]);
 }
 
 /* Client side: remember portals executed with a row limit, so that a later
  * Bind/Close/Query that ends one queues a marker (once per execution). */
-static void watch_portal(wl_pg_tracker *t, uint32_t portal) {
+COLD static void watch_portal(wl_pg_tracker *t, uint32_t portal) {
     uint32_t key = portal + 1, *free_slot = NULL;
     for (int i = 0; i < WL_PGT_PORTALS; i++) {
         if (t->limited[i] == key) return;
         if (!t->limited[i] && !free_slot) free_slot = &t->limited[i];
     }
     /* Full: this portal then ends at the end of its transaction at the latest. */
-    if (free_slot) *free_slot = key;
+    if (free_slot) {
+        *free_slot = key;
+        t->n_limited++;
+    }
 }
 
-static void portal_replaced(wl_pg_tracker *t, uint32_t portal) {
+COLD static void portal_replaced(wl_pg_tracker *t, uint32_t portal) {
     uint32_t key = portal + 1;
+    if (!t->n_limited) return;
     for (int i = 0; i < WL_PGT_PORTALS; i++) {
         if (t->limited[i] != key) continue;
         t->limited[i] = 0;
+        t->n_limited--;
         if (!t->q_len && !t->overflowed) {
             end_portal(t, portal); /* the server has answered everything before it */
         } else {
@@ -173,7 +202,7 @@ static void portal_replaced(wl_pg_tracker *t, uint32_t portal) {
 
 /* ---- transactions ------------------------------------------------------------------- */
 
-static void txn_end(wl_pg_tracker *t, uint8_t outcome, uint64_t at) {
+COLD static void txn_end(wl_pg_tracker *t, uint8_t outcome, uint64_t at) {
     if (!t->txn) return;
     t->txn = 0;
     t->rollback_pending = 0;
@@ -184,7 +213,7 @@ static void resolve_rollback(wl_pg_tracker *t) {
     if (t->rollback_pending) txn_end(t, WL_TXN_ROLLBACK, t->rollback_ns);
 }
 
-static void txn_after_statement(wl_pg_tracker *t, wl_pg_cmd kind, uint64_t start) {
+COLD static void txn_after_statement(wl_pg_tracker *t, wl_pg_cmd kind, uint64_t start) {
     switch (kind) {
     case WL_PG_CMD_BEGIN:
         t->cycle_begin = 1;
@@ -215,39 +244,40 @@ static void txn_after_statement(wl_pg_tracker *t, wl_pg_cmd kind, uint64_t start
 
 static void on_command_complete(wl_pg_tracker *t, const wl_pg_event *m) {
     wl_pgt_entry *e = q_statement(t);
-    wl_stmt_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = (uint8_t)m->u.cc.kind;
-    ev.fetches = 1;
-    ev.rows_returned = t->rows;
-    add_rows(&ev, m, t->copy_dir);
+    wl_stmt_event *ev = &t->ev; /* in the tracker: no stack frame on this path */
+    memset(ev, 0, sizeof *ev);
+    ev->kind = (uint8_t)m->u.cc.kind;
+    ev->fetches = 1;
+    if (m->u.cc.has_rows) add_rows(ev, m, t->copy_dir);
     if (e) {
-        ev.start_ns = later(e->start_ns, t->last_done_ns);
-        ev.sql = e->sql;
-        ev.sql_len = e->sql_len;
+        ev->start_ns = later(e->start_ns, t->last_done_ns);
+        ev->sql = e->sql;
+        ev->sql_len = e->sql_len;
         if (e->what == Q_EXEC) {
-            ev.prepared = 1;
+            ev->prepared = 1;
             wl_pgt_portal *p = find_portal(t, e->portal);
             if (p) { /* the last fetch of a suspended portal */
-                ev.start_ns = p->start_ns;
-                ev.untimed = p->start_ns == UINT64_MAX;
-                ev.fetches += p->fetches;
-                ev.rows_returned += p->rows;
+                ev->start_ns = p->start_ns;
+                ev->untimed = p->start_ns == UINT64_MAX;
+                ev->fetches += p->fetches;
+                ev->rows_returned += p->rows;
                 p->used = 0;
+                t->n_portals--;
             }
         }
     } else {
-        ev.untimed = 1;
+        ev->untimed = 1;
     }
     t->rows = 0;
     t->copy_dir = 0;
-    uint64_t start = ev.start_ns;
-    emit_stmt(t, &ev);
-    txn_after_statement(t, (wl_pg_cmd)m->u.cc.kind, ev.untimed ? t->now : start);
+    uint64_t start = ev->untimed ? t->now : ev->start_ns;
+    emit_stmt(t, ev);
+    if (ev->kind >= WL_PG_CMD_BEGIN && ev->kind <= WL_PG_CMD_ROLLBACK)
+        txn_after_statement(t, (wl_pg_cmd)ev->kind, start);
     if (e && e->what == Q_EXEC) q_pop(t);
 }
 
-static void on_portal_suspended(wl_pg_tracker *t) {
+COLD static void on_portal_suspended(wl_pg_tracker *t) {
     wl_pgt_entry *e = q_statement(t);
     uint32_t portal = e && e->what == Q_EXEC ? e->portal : 0;
     wl_pgt_portal *p = find_portal(t, portal);
@@ -259,11 +289,12 @@ static void on_portal_suspended(wl_pg_tracker *t) {
             report_portal(t, p);
         }
         p->used = 1;
+        t->n_portals++;
         p->portal = portal;
         p->fetches = 0;
         p->rows = 0;
         if (e && e->what == Q_EXEC) {
-            p->kind = e->hint;
+            p->kind = kind_of_sql(e->sql, e->sql_len);
             p->start_ns = later(e->start_ns, t->last_done_ns);
             p->sql_len = e->sql_len;
             memcpy(p->sql, e->sql, e->sql_len);
@@ -280,14 +311,14 @@ static void on_portal_suspended(wl_pg_tracker *t) {
     if (e && e->what == Q_EXEC) q_pop(t);
 }
 
-static void on_error(wl_pg_tracker *t, const wl_pg_event *m) {
+COLD static void on_error(wl_pg_tracker *t, const wl_pg_event *m) {
     if (!t->ready) return; /* a failed login */
     t->cycle_error = 1;
     wl_pgt_entry *e = q_head(t);
     if (e && (e->what == Q_EXEC || (e->what == Q_QUERY && !e->flag))) {
         wl_stmt_event ev;
         memset(&ev, 0, sizeof ev);
-        ev.kind = e->hint;
+        ev.kind = kind_of_sql(e->sql, e->sql_len);
         ev.failed = 1;
         memcpy(ev.sqlstate, m->u.notice.sqlstate, sizeof ev.sqlstate);
         ev.fetches = 1;
@@ -307,6 +338,7 @@ static void on_error(wl_pg_tracker *t, const wl_pg_event *m) {
                 ev.sql = p->sql;
                 ev.sql_len = p->sql_len;
                 p->used = 0;
+                t->n_portals--;
             }
         } else {
             e->flag = 1; /* the rest of the Query string does not run */
@@ -346,7 +378,7 @@ static void on_ready(wl_pg_tracker *t, uint8_t status) {
     }
     if (!t->q_len && !t->lost_z) t->overflowed = 0;
     start = start == UINT64_MAX ? t->now : later(start, t->ready_ns);
-    if (status == 'I') end_all_portals(t); /* the transaction ended: so did its portals */
+    if (status == 'I' && t->n_portals) end_all_portals(t); /* the transaction ended: so did its portals */
 
     /* An implicit transaction: the server was idle before this cycle and is
      * idle after it, and no BEGIN ran in between. It commits unless an error
@@ -369,7 +401,7 @@ static void on_ready(wl_pg_tracker *t, uint8_t status) {
     t->copy_dir = 0;
 }
 
-static void on_server(wl_pg_tracker *t, const wl_pg_event *m) {
+void wl_pgt_server(wl_pg_tracker *t, const wl_pg_event *m) {
     switch (m->type) {
     case 'D': t->rows++; break;
     case 'C': on_command_complete(t, m); break;
@@ -400,31 +432,28 @@ static void group_touch(wl_pg_tracker *t) {
 
 static void on_bind(wl_pg_tracker *t, const wl_pg_event *m) {
     group_touch(t);
-    portal_replaced(t, name_hash(m->u.bind.portal));
+    if (t->n_limited) portal_replaced(t, name_hash(m->u.bind.portal));
     if (!m->u.bind.statement.len) {
-        t->bound_hint = t->unnamed_hint;
-        t->bound_len = t->unnamed_len;
-        memcpy(t->bound_sql, t->unnamed_sql, t->unnamed_len);
+        t->bound = WL_PGT_UNNAMED;
         return;
     }
     uint32_t h = name_hash(m->u.bind.statement);
-    for (int i = 0; i < WL_PGT_NAMED; i++) {
+    if (t->named[t->last_named].hash == h) { /* the usual case: the same statement again */
+        t->bound = t->last_named;
+        return;
+    }
+    for (uint8_t i = 0; i < WL_PGT_NAMED; i++) {
         if (t->named[i].hash == h) {
-            t->bound_hint = t->named[i].hint;
-            t->bound_len = t->named[i].sql_len;
-            memcpy(t->bound_sql, t->named[i].sql, t->named[i].sql_len);
+            t->bound = t->last_named = i;
             return;
         }
     }
-    t->bound_hint = WL_PG_CMD_OTHER; /* prepared before we saw it, or forgotten */
-    t->bound_len = 0;
+    t->bound = WL_PGT_UNKNOWN; /* prepared before we saw it, or forgotten */
 }
 
-static void on_parse(wl_pg_tracker *t, const wl_pg_event *m) {
+COLD static void on_parse(wl_pg_tracker *t, const wl_pg_event *m) {
     group_touch(t);
-    wl_pg_cmd hint = wl_pg_cmd_from_sql(m->u.query.sql.ptr, m->u.query.sql.len);
     if (!m->u.query.name.len) {
-        t->unnamed_hint = (uint8_t)hint;
         t->unnamed_len = keep_sql(t->unnamed_sql, m->u.query.sql);
         return;
     }
@@ -436,11 +465,10 @@ static void on_parse(wl_pg_tracker *t, const wl_pg_event *m) {
         if (!t->named[i].hash) s = &t->named[i];
     if (!s) s = &t->named[t->named_next++ % WL_PGT_NAMED];
     s->hash = h;
-    s->hint = (uint8_t)hint;
     s->sql_len = keep_sql(s->sql, m->u.query.sql);
 }
 
-static void on_client(wl_pg_tracker *t, const wl_pg_event *m) {
+void wl_pgt_client(wl_pg_tracker *t, const wl_pg_event *m) {
     switch (m->type) {
     case 'B': on_bind(t, m); break;
     case 'E': {
@@ -449,9 +477,14 @@ static void on_client(wl_pg_tracker *t, const wl_pg_event *m) {
         wl_pgt_entry *e = q_push(t, Q_EXEC);
         if (e) {
             e->portal = portal;
-            e->hint = t->bound_hint;
-            e->sql_len = t->bound_len;
-            memcpy(e->sql, t->bound_sql, t->bound_len);
+            if (t->bound == WL_PGT_UNNAMED) {
+                e->sql_len = t->unnamed_len;
+                memcpy(e->sql, t->unnamed_sql, t->unnamed_len);
+            } else if (t->bound < WL_PGT_NAMED) {
+                const wl_pgt_stmt *st = &t->named[t->bound];
+                e->sql_len = st->sql_len;
+                memcpy(e->sql, st->sql, st->sql_len);
+            }
         }
         if (m->u.execute.max_rows) watch_portal(t, portal);
         break;
@@ -468,12 +501,9 @@ static void on_client(wl_pg_tracker *t, const wl_pg_event *m) {
     case 'P': on_parse(t, m); break;
     case 'D': group_touch(t); break; /* the server starts a transaction for it too */
     case 'Q': {
-        portal_replaced(t, 0); /* a simple Query replaces the unnamed portal */
+        if (t->n_limited) portal_replaced(t, 0); /* a simple Query replaces the unnamed portal */
         wl_pgt_entry *e = q_push(t, Q_QUERY);
-        if (e) {
-            e->hint = (uint8_t)wl_pg_cmd_from_sql(m->u.query.sql.ptr, m->u.query.sql.len);
-            e->sql_len = keep_sql(e->sql, m->u.query.sql);
-        }
+        if (e) e->sql_len = keep_sql(e->sql, m->u.query.sql);
         break;
     }
     case 'C':
@@ -496,6 +526,7 @@ void wl_pgt_init(wl_pg_tracker *t, const wl_stmt_callbacks *cb, void *user) {
     memset(t, 0, offsetof(wl_pg_tracker, q));
     t->cb = cb;
     t->user = user;
+    t->bound = WL_PGT_UNKNOWN;
     for (int i = 0; i < WL_PGT_PORTALS; i++) t->portals[i].used = 0;
     for (int i = 0; i < WL_PGT_NAMED; i++) t->named[i].hash = 0;
 }
@@ -503,8 +534,8 @@ void wl_pgt_init(wl_pg_tracker *t, const wl_stmt_callbacks *cb, void *user) {
 void wl_pgt_event(wl_pg_tracker *t, const wl_pg_event *ev, uint64_t now_ns) {
     if (ev->kind != WL_PG_EV_MESSAGE) return;
     t->now = now_ns;
-    if (ev->dir == WL_DIR_CLIENT) on_client(t, ev);
-    else on_server(t, ev);
+    if (ev->dir == WL_DIR_CLIENT) wl_pgt_client(t, ev);
+    else wl_pgt_server(t, ev);
 }
 
 void wl_pgt_close(wl_pg_tracker *t, uint64_t now_ns) {

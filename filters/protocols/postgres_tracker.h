@@ -62,11 +62,13 @@ extern "C" {
 #define WL_PGT_PORTALS 4
 #endif
 
+#define WL_PGT_UNNAMED 254
+#define WL_PGT_UNKNOWN 255
+
 typedef struct {
     uint64_t start_ns;
     uint32_t portal; /* hash of the portal name; 0 = unnamed */
     uint8_t what;    /* WL_PGT_Q_* (postgres_tracker.c) */
-    uint8_t hint;    /* wl_pg_cmd from the SQL */
     uint8_t flag;    /* Sync: the batch ran something; Query: an error ended its statement */
     uint8_t sql_len;
     char sql[WL_PGT_SQL];
@@ -74,7 +76,6 @@ typedef struct {
 
 typedef struct {
     uint32_t hash; /* 0: free */
-    uint8_t hint;
     uint8_t sql_len;
     char sql[WL_PGT_SQL];
 } wl_pgt_stmt;
@@ -103,8 +104,11 @@ typedef struct {
     uint8_t copy_dir;        /* 'G', 'H', 'W' while a COPY runs */
     uint8_t overflowed;      /* requests were dropped: pairing resumes when the queue drains */
     uint8_t group_active;    /* client: Parse/Bind/Describe/Execute since the last Sync */
-    uint8_t bound_hint, bound_len;   /* the statement of the last Bind */
-    uint8_t unnamed_hint, unnamed_len;
+    uint8_t bound;           /* the statement of the last Bind: named[i], or WL_PGT_UNNAMED / _UNKNOWN */
+    uint8_t last_named;      /* named[] slot of the last Bind of a named statement */
+    uint8_t n_portals;       /* portals[] in use */
+    uint8_t n_limited;       /* limited[] in use */
+    uint8_t unnamed_len;
     uint32_t lost_z;         /* dropped requests that the server answers with ReadyForQuery */
     uint32_t named_next;
     uint32_t txn_stmts, cycle_stmts;
@@ -112,10 +116,11 @@ typedef struct {
     uint64_t group_start_ns, txn_start_ns, rollback_ns, last_done_ns, ready_ns;
     uint32_t limited[WL_PGT_PORTALS]; /* client: portals executed with a row limit (hash + 1) */
 
+    wl_stmt_event ev;        /* the event being reported (kept here, off the stack) */
+    wl_txn_event tev;
     uint32_t q_head, q_len;
     wl_pgt_entry q[WL_PGT_QUEUE];
     wl_pgt_portal portals[WL_PGT_PORTALS];
-    char bound_sql[WL_PGT_SQL];
     char unnamed_sql[WL_PGT_SQL];
     wl_pgt_stmt named[WL_PGT_NAMED];
 } wl_pg_tracker;
@@ -125,6 +130,12 @@ void wl_pgt_init(wl_pg_tracker *t, const wl_stmt_callbacks *cb, void *user);
 
 /* One decoder event, in order, with the time of the read that carried it. */
 void wl_pgt_event(wl_pg_tracker *t, const wl_pg_event *ev, uint64_t now_ns);
+
+/* The same, split for a caller that already knows the direction and sets the
+ * time once per read (wl_pgt_set_time): one call and no checks per message. */
+static inline void wl_pgt_set_time(wl_pg_tracker *t, uint64_t now_ns) { t->now = now_ns; }
+void wl_pgt_client(wl_pg_tracker *t, const wl_pg_event *ev); /* typed client message */
+void wl_pgt_server(wl_pg_tracker *t, const wl_pg_event *ev); /* typed server message */
 
 /* The connection ended: the server rolls back an open transaction and ends
  * every portal. */
