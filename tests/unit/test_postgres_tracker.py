@@ -31,7 +31,8 @@ from wirelab.testing import postgres as pg
 RECORDER = textwrap.dedent("""\
     local function b(v) return v and 1 or 0 end
     function envoy_on_statement(conn, s)
-      print(string.format("stmt %s failed=%d%s prepared=%d returned=%s affected=%s fetches=%d latency=%s sql=%s",
+      print(string.format("stmt %s failed=%d%s prepared=%d returned=%s affected=%s "
+        .. "fetches=%d latency=%s sql=%s",
         s.kind, b(s.failed), s.failed and (" sqlstate=" .. s.sqlstate) or "", b(s.prepared),
         tostring(s.rows_returned), tostring(s.rows_affected), s.fetches,
         tostring(s.latency_us), s.sql))
@@ -149,7 +150,8 @@ def test_prepared_fetchval_with_a_row_limit_counts_one_select_each(filter_wasm, 
         talk.client(pg.bind("", "s1", [i]), pg.execute("", max_rows=1), pg.sync()).wait(2)
         talk.server(pg.bind_complete(), pg.data_row([2 * i]), pg.portal_suspended(),
                     pg.ready("I"))
-    stmt = f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1 latency=2000 sql={SELECT_X}"
+    stmt = (f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1"
+            f" latency=2000 sql={SELECT_X}")
     check(filter_wasm, runtime, talk, {
         "statements": 3, "statements_select": 3, "rows_returned": 3,
         "transactions": 4, "transactions_commit": 4, **lat(select=3),
@@ -178,8 +180,10 @@ def test_suspended_portal_in_a_block_ends_at_the_next_bind(filter_wasm, runtime)
     }, [
         "txn commit implicit=1 statements=0 latency=0",
         "stmt begin failed=0 prepared=0 returned=0 affected=0 fetches=1 latency=0 sql=BEGIN",
-        f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1 latency=5000 sql={SELECT_X}",
-        f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1 latency=1000 sql={SELECT_X}",
+        f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1"
+        f" latency=5000 sql={SELECT_X}",
+        f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1"
+        f" latency=1000 sql={SELECT_X}",
         "stmt commit failed=0 prepared=0 returned=0 affected=0 fetches=1 latency=0 sql=COMMIT",
         "txn commit implicit=0 statements=4 latency=6000",
     ])
@@ -247,11 +251,13 @@ def test_sql_cursors_fetch_and_move(filter_wasm, runtime):
             .client(pg.query('FETCH FORWARD 4 FROM "c"'))
             .server(pg.row_description(["g"]), *[pg.data_row([i]) for i in range(4)],
                     pg.command_complete("FETCH 4"), pg.ready("T"))
-            .client(pg.query('MOVE 2 FROM "c"')).server(pg.command_complete("MOVE 2"), pg.ready("T"))
+            .client(pg.query('MOVE 2 FROM "c"'))
+            .server(pg.command_complete("MOVE 2"), pg.ready("T"))
             .client(pg.query('FETCH FORWARD 4 FROM "c"'))
             .server(pg.row_description(["g"]), *[pg.data_row([i]) for i in range(3)],
                     pg.command_complete("FETCH 3"), pg.ready("T"))
-            .client(pg.query('CLOSE "c"')).server(pg.command_complete("CLOSE CURSOR"), pg.ready("T"))
+            .client(pg.query('CLOSE "c"'))
+            .server(pg.command_complete("CLOSE CURSOR"), pg.ready("T"))
             .client(pg.query("COMMIT")).server(pg.command_complete("COMMIT"), pg.ready("I")))
     out = run(filter_wasm, runtime, talk)
     assert out.stats == {
@@ -415,9 +421,11 @@ def test_copy_in_and_out(filter_wasm, runtime):
         "statements": 2, "statements_other": 2, "rows_affected": 3, "rows_returned": 2,
         "transactions": 2, "transactions_commit": 2, **lat(copy=2),
     }, [
-        "stmt copy failed=0 prepared=0 returned=0 affected=3 fetches=1 latency=0 sql=COPY t FROM STDIN",
+        "stmt copy failed=0 prepared=0 returned=0 affected=3 fetches=1"
+        " latency=0 sql=COPY t FROM STDIN",
         "txn commit implicit=1 statements=1 latency=0",
-        "stmt copy failed=0 prepared=0 returned=2 affected=0 fetches=1 latency=0 sql=COPY t TO STDOUT",
+        "stmt copy failed=0 prepared=0 returned=2 affected=0 fetches=1"
+        " latency=0 sql=COPY t TO STDOUT",
         "txn commit implicit=1 statements=1 latency=0",
     ])
 
