@@ -204,6 +204,7 @@ COLD static void portal_replaced(wl_pg_tracker *t, uint32_t portal) {
 
 COLD static void txn_end(wl_pg_tracker *t, uint8_t outcome, uint64_t at) {
     if (!t->txn) return;
+    end_all_portals(t); /* the transaction's portals end with it, and belong to it */
     t->txn = 0;
     t->rollback_pending = 0;
     emit_txn(t, outcome, 0, t->txn_stmts, t->txn_start_ns, at);

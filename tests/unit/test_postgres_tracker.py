@@ -464,3 +464,44 @@ def test_kind_of_a_suspended_statement_comes_from_its_sql(filter_wasm, runtime):
         f"stmt select failed=0 prepared=1 returned=1 affected=0 fetches=1 latency=0 sql={sql}",
         "txn commit implicit=1 statements=1 latency=0",
     ])
+
+
+def test_more_suspended_portals_than_the_table_holds_still_count_once_each(filter_wasm, runtime):
+    """Six cursors open at once (the tracker holds 4): the oldest ends early
+    when a fifth suspends, every execution still counts exactly once, with all
+    of its rows."""
+    talk = Talk().client(pg.query("BEGIN")).server(pg.command_complete("BEGIN"), pg.ready("T"))
+    talk.client(pg.parse("SELECT g FROM generate_series(1, 9) g", "g"), pg.sync())
+    talk.server(pg.parse_complete(), pg.ready("T"))
+    for i in range(6):
+        talk.client(pg.bind(f"c{i}", "g"), pg.execute(f"c{i}", 2), pg.sync())
+        talk.server(pg.bind_complete(), pg.data_row([1]), pg.data_row([2]),
+                    pg.portal_suspended(), pg.ready("T"))
+    talk.client(pg.query("COMMIT")).server(pg.command_complete("COMMIT"), pg.ready("I"))
+    out = run(filter_wasm, runtime, talk)
+    assert out.stats == {
+        "statements": 8, "statements_select": 6, "statements_other": 2, "rows_returned": 12,
+        "transactions": 1, "transactions_commit": 1, "transaction_latency_us#count": 1,
+        **lat(begin=1, select=6, commit=1),
+    }
+    assert out.events[-1] == "txn commit implicit=0 statements=8 latency=0"
+    assert run(filter_wasm, runtime, talk, split=True).events == out.events
+
+
+def test_more_named_statements_than_remembered_keep_their_tags(filter_wasm, runtime):
+    """20 named statements (16 remembered): statements that end with a
+    CommandComplete are counted by its tag all the same."""
+    talk = Talk()
+    for i in range(20):
+        talk.client(pg.parse(f"INSERT INTO t VALUES ({i})", f"s{i}"), pg.sync())
+        talk.server(pg.parse_complete(), pg.ready("I"))
+    for i in range(20):
+        talk.client(pg.bind("", f"s{i}"), pg.execute(), pg.sync())
+        talk.server(pg.bind_complete(), pg.command_complete("INSERT 0 1"), pg.ready("I"))
+    out = run(filter_wasm, runtime, talk)
+    assert out.stats == {
+        "statements": 20, "statements_insert": 20, "rows_affected": 20, "transactions": 40,
+        "transactions_commit": 40, **lat(insert=20),
+    }
+    # The SQL of the 4 pushed out of the table is unknown; the rest is kept.
+    assert sum(e.endswith(" sql=") for e in out.events if e.startswith("stmt ")) == 4
