@@ -129,12 +129,22 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               help="Enable TLS on the servers (filters then only count TLS sessions).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               help="Write connection details to this JSON file and detach.")
+@click.option("--watch", is_flag=True,
+              help="Deliver the filters through ECDS; rebuild and swap one in when it is saved.")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, watch: bool) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
     kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls)
+    if watch:
+        from .cli_xds import report_change, run_watch
+
+        if state:
+            raise WirelabError("--watch runs in the foreground: drop --state")
+        console.print("starting servers and Envoy (filters through ECDS) ...")
+        run_watch(kwargs, report_change)
+        return
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
@@ -415,3 +425,14 @@ def test(ctx: click.Context, directory: Path, e2e: bool) -> None:
     code = run_tests(directory, e2e=e2e, pytest_args=ctx.meta.get("wirelab.pytest_args", []),
                      report=lambda line: click.echo(line, err=True))
     sys.exit(code)
+
+
+# --- xds / fleet (wirelab.cli_xds) -------------------------------------------
+def _register_xds() -> None:
+    from .cli_xds import fleet, xds
+
+    main.add_command(xds)
+    main.add_command(fleet)
+
+
+_register_xds()

@@ -96,7 +96,9 @@ class Fleet:
         from .servers import MariaDBServer, PostgresServer
 
         if self.want["postgres"]:
-            self.servers["postgres"] = self._stack.enter_context(PostgresServer(self.pg_bin, tls=False))
+            # Plaintext: a filter can only count a TLS session, not look inside it.
+            self.servers["postgres"] = self._stack.enter_context(
+                PostgresServer(self.pg_bin, tls=False))
         if self.want["mysql"]:
             self.servers["mysql"] = self._stack.enter_context(MariaDBServer(tls=False))
 
@@ -114,9 +116,10 @@ class Fleet:
         origin = self.origin.url if self.origin else None
         return FleetSpec(listeners, self.code, origin)
 
-    def publish(self, filters: Sequence[str | Path | FilterEntry], *, validate: bool = True
-                ) -> ExportResult:
-        return export(self.spec(filters), self.root, validate=validate)
+    def publish(self, filters: Sequence[str | Path | FilterEntry], *, validate: bool = True,
+                envoy_check: bool = True) -> ExportResult:
+        """Export `filters` for this fleet's listeners and switch the Envoys to it."""
+        return export(self.spec(filters), self.root, validate=validate, envoy_check=envoy_check)
 
     # --- reading -------------------------------------------------------------
     def port(self, kind: str) -> int:

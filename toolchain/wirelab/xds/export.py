@@ -121,14 +121,19 @@ def export(spec: FleetSpec, out: str | Path, *, root: str | Path | None = None,
     started = time.monotonic()
     out = Path(out).absolute()
     seen_root = Path(root).absolute() if root else out
-    listeners, filters = resolve_fleet(spec)
-    for f in filters.values():
-        publish.check_blob(out, f.sha256)
-    if validate:
+    try:
+        listeners, filters = resolve_fleet(spec)
         for f in filters.values():
-            checks.check_in_emulator(f)
-        if envoy_check:
-            checks.check_in_envoy(listeners, filters)
+            publish.check_blob(out, f.sha256)
+        if validate:
+            for f in filters.values():
+                checks.check_in_emulator(f)
+            if envoy_check:
+                checks.check_in_envoy(listeners, filters)
+    except WirelabError as exc:
+        stays = publish.current_version(out)
+        kept = f"{out} stays at version {stays}" if stays else "nothing was published"
+        raise WirelabError(f"export refused ({kept}): {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
     before = publish.published_manifest(out) or {}
     old = {n: v["version"] for n, v in before.get("filters", {}).items()}

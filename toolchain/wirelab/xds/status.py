@@ -31,24 +31,24 @@ def _get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _ecds(admin: str) -> dict[str, dict[str, Any]]:
+def _received(admin: str) -> dict[str, str]:
+    """Filter name -> the ECDS version Envoy last read, applied or not.
+
+    Envoy's config_dump shows the last version it received even when it
+    rejected it; the `version_text` stat is the version actually running.
+    """
     dump = _get_json(f"{admin}/config_dump?resource=ecds_filters")
     out = {}
     for cfg in dump.get("configs", []):
         name = (cfg.get("ecds_filter") or {}).get("name")
-        err = cfg.get("error_state") or {}
-        if name is None and err:
-            # A filter whose every update failed has no applied config to name it.
-            name = (err.get("failed_configuration") or {}).get("name")
         if name:
-            out[name] = cfg
+            out[name] = cfg.get("version_info", "")
     return out
 
 
-def _counters(admin: str) -> dict[str, int]:
+def _ecds_stats(admin: str) -> dict[str, int | str]:
     stats = _get_json(f"{admin}/stats?format=json&filter=^extension_config_discovery")
-    return {s["name"]: s["value"] for s in stats.get("stats", [])
-            if isinstance(s.get("value"), int)}
+    return {s["name"]: s["value"] for s in stats.get("stats", []) if "value" in s}
 
 
 def envoy_state(admin: str, published: dict[str, str], label: str | None = None
@@ -56,25 +56,26 @@ def envoy_state(admin: str, published: dict[str, str], label: str | None = None
     """One row per published filter for the Envoy behind `admin`."""
     label = label or admin
     try:
-        ecds = _ecds(admin)
-        counters = _counters(admin)
+        received = _received(admin)
+        stats = _ecds_stats(admin)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return [FilterState(label, name, None, version, 0, 0, "down", str(exc))
                 for name, version in published.items()]
     rows = []
-    for name in sorted(set(published) | set(ecds)):
-        cfg = ecds.get(name, {})
-        running = cfg.get("version_info") if cfg.get("ecds_filter") else None
-        accepted = counters.get(f"{STAT_PREFIX}{name}.update_success", 0)
-        rejected = counters.get(f"{STAT_PREFIX}{name}.update_rejected", 0)
+    for name in sorted(set(published) | set(received)):
+        base = f"{STAT_PREFIX}{name}."
+        running = stats.get(base + "version_text") or None
+        accepted = int(stats.get(base + "update_success", 0))
+        rejected = int(stats.get(base + "update_rejected", 0))
         want = published.get(name)
-        err = cfg.get("error_state") or {}
+        detail = ""
         if running is not None and running == want:
             last = "accepted"
-        elif err or (rejected and running != want):
+        elif received.get(name) == want and rejected:
             last = "rejected"
+            detail = f"rejected {want}, still runs {running or 'nothing'} (see the Envoy log)"
         else:
             last = "pending"
-        detail = err.get("details", "") if last == "rejected" else ""
-        rows.append(FilterState(label, name, running, want, accepted, rejected, last, detail))
+        rows.append(FilterState(label, name, str(running) if running else None, want,
+                                accepted, rejected, last, detail))
     return rows
