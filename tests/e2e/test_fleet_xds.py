@@ -353,3 +353,35 @@ def test_c_filter_new_build_swaps_in_under_load(fleet: Fleet, projects: dict[str
     assert wait_total(fleet, "tcp.bytes_counter.bytes_total.direction=client", rx) == rx
     assert wait_total(fleet, "tcp.bytes_counter.bytes_total.direction=server", tx) == tx
     assert wait_total(fleet, "tcp.bytes_counter.connections_active", 0) == 0
+
+
+# ---- remote code: Envoy fetches the blob over HTTP and checks its sha256 -------------------
+
+
+def test_remote_code_is_fetched_from_the_blob_origin_at_startup(tmp_path: Path) -> None:
+    c = tmp_path / "bytes-counter"
+    shutil.copytree(examples_dir() / "bytes-counter", c, ignore=shutil.ignore_patterns("build"))
+    with Fleet(1, root=tmp_path / "xds", postgres=True, filters=[c], code="remote") as fl:
+        manifest = published_manifest(fl.root)
+        digest = manifest["filters"][C_NAME]["sha256"]
+        assert manifest["code"] == "remote"
+        assert fl.origin is not None and fl.origin.served == [f"/blobs/{digest}.wasm"]
+        wait_fleet_of(fl, C_NAME, 1)
+        assert fl.envoys[0].stats.snapshot().counter("wasm.remote_load_fetch_successes") == 1
+        run_new_connections(fl, connections=3, queries=2)
+        active = f"listener.127.0.0.1_{fl.port('postgres')}.downstream_cx_active"
+        assert wait_total(fl, active, 0) == 0
+        rx = total(fl, "tcp.postgres.downstream_cx_rx_bytes_total")
+        assert rx > 0
+        assert wait_total(fl, "tcp.bytes_counter.bytes_total.direction=client", rx) == rx
+        assert total(fl, "tcp.bytes_counter.connections_total") == 3
+
+
+def wait_fleet_of(fleet: Fleet, name: str, envoys: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in fleet.status() if r.filter == name]
+        if len(rows) == envoys and all(r.last == "accepted" for r in rows):
+            return
+        assert time.monotonic() < deadline, [r.as_dict() for r in rows]
+        time.sleep(0.05)

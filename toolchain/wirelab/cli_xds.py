@@ -68,6 +68,8 @@ def xds_export(targets: tuple[Path, ...], out: Path, upstream: str | None, liste
             click.echo(f"wrote {path}")
         return
     result = export(spec, out, root=root, validate=not no_validate)
+    for warning in result.warnings:
+        click.echo(f"wirelab: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
         return

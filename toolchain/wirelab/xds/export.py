@@ -33,10 +33,12 @@ class ExportResult:
     filters: dict[str, str] = field(default_factory=dict)  # name -> version (content digest)
     changed: list[str] = field(default_factory=list)  # filters whose version is new
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"root": str(self.root), "version": self.version, "filters": self.filters,
-                "changed": self.changed, "seconds": round(self.seconds, 3)}
+                "changed": self.changed, "seconds": round(self.seconds, 3),
+                "warnings": self.warnings}
 
 
 def _resolve(entry: FilterEntry, policy: str) -> FilterResource:
@@ -137,6 +139,7 @@ def export(spec: FleetSpec, out: str | Path, *, root: str | Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     before = publish.published_manifest(out) or {}
     old = {n: v["version"] for n, v in before.get("filters", {}).items()}
+    warnings = _remote_code_warnings(spec, before, filters)
     version = publish.next_version(out)
     files = render_files(spec, seen_root, listeners, filters, version)
     for f in filters.values():
@@ -152,4 +155,20 @@ def export(spec: FleetSpec, out: str | Path, *, root: str | Path | None = None,
         filters={n: f.version for n, f in filters.items()},
         changed=[n for n, f in filters.items() if old.get(n) != f.version],
         seconds=time.monotonic() - started,
+        warnings=warnings,
     )
+
+
+def _remote_code_warnings(spec: FleetSpec, before: dict[str, Any],
+                          filters: dict[str, FilterResource]) -> list[str]:
+    """Envoy 1.40 fetches remote code only while it starts (or a listener warms): an
+    ECDS update naming new remote code is accepted but never fetched (measured here:
+    no HTTP request, `wasm.remote_load_fetch_successes` stays 0). Say so."""
+    if spec.code != "remote" or not before:
+        return []
+    old = {n: v["sha256"] for n, v in before.get("filters", {}).items()}
+    return [
+        f"filter {n!r} has new code; running Envoys do not fetch remote code on an ECDS "
+        "update (Envoy 1.40), only when they start: restart them, or export with --code local"
+        for n, f in filters.items() if n in old and old[n] != f.sha256
+    ]

@@ -9,8 +9,14 @@ from pathlib import Path
 
 
 class _Quiet(SimpleHTTPRequestHandler):
+    served: list[str]
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         del format, args
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+        self.served.append(self.path)
+        super().do_GET()
 
 
 class BlobOrigin:
@@ -21,7 +27,11 @@ class BlobOrigin:
     """
 
     def __init__(self, directory: str | Path, port: int = 0):
-        handler = functools.partial(_Quiet, directory=str(Path(directory).absolute()))
+        # Paths requested, in order: which blobs the fleet fetched.
+        self.served: list[str] = []
+        handler = functools.partial(
+            type("_Handler", (_Quiet,), {"served": self.served}),
+            directory=str(Path(directory).absolute()))
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
