@@ -240,3 +240,24 @@ def test_watcher_publishes_on_save_and_reports_a_refusal(projects) -> None:
     assert second is not None and second.error == "filter.lua:3: broken"
     assert watcher.poll() is None
     assert seen == [first, second]
+
+
+def test_istio_wasmplugins_follow_istios_published_schema(projects, tmp_path) -> None:
+    from wirelab.xds.istio import export_istio
+
+    models = pytest.importorskip(
+        "cloudcoil.models.istio.extensions.v1alpha1",
+        reason="Istio's schema as models is absent (pip install cloudcoil-models-istio)")
+    spec = simple_fleet([projects["lua"], projects["c"]], "127.0.0.1:5432")
+    written = export_istio(spec, tmp_path / "istio", "http://blobs.example:8080",
+                           namespace="db", selector={"app": "pg-proxy"})
+    docs = [json.loads(d) for d in written[0].read_text().split("---\n") if d.strip()]
+    plugins = [models.WasmPlugin.model_validate(d) for d in docs]
+    assert [(p.metadata.name, p.spec.type, p.spec.priority) for p in plugins] == [
+        ("lua-tcp-bytes", "NETWORK", 1000), ("bytes-counter", "NETWORK", 990)]
+    for p in plugins:
+        blob = tmp_path / "istio" / "blobs" / f"{p.spec.sha256}.wasm"
+        assert sha256(blob) == p.spec.sha256
+        assert p.spec.url == f"http://blobs.example:8080/blobs/{p.spec.sha256}.wasm"
+        assert p.spec.selector.match_labels == {"app": "pg-proxy"}
+    assert plugins[1].spec.plugin_config == {"stat_prefix": "bytes_counter"}

@@ -37,10 +37,15 @@ def xds() -> None:
               help="Publish without the emulator and Envoy checks (Envoy may then reject it).")
 @click.option("--format", "fmt", type=click.Choice(["xds", "istio"]), default="xds",
               show_default=True, help="istio: WasmPlugin resources instead of xDS files.")
+@click.option("--namespace", default="default", show_default=True,
+              help="istio: the WasmPlugins' namespace.")
+@click.option("--selector", multiple=True, metavar="KEY=VALUE",
+              help="istio: workload label the plugins apply to; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def xds_export(targets: tuple[Path, ...], out: Path, upstream: str | None, listen: int | None,
                listener_name: str, root: Path | None, code: str | None,
-               blob_origin: str | None, no_validate: bool, fmt: str, as_json: bool) -> None:
+               blob_origin: str | None, no_validate: bool, fmt: str, namespace: str,
+               selector: tuple[str, ...], as_json: bool) -> None:
     """Build, check and publish TARGETS (project dirs, or one FLEET.toml) into --out."""
     from .xds import export, load_fleet, simple_fleet
 
@@ -63,7 +68,13 @@ def xds_export(targets: tuple[Path, ...], out: Path, upstream: str | None, liste
     if fmt == "istio":
         from .xds.istio import export_istio
 
-        written = export_istio(spec, out, blob_origin)
+        labels = {}
+        for item in selector:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise WirelabError(f"--selector {item!r} is not KEY=VALUE")
+            labels[key] = value
+        written = export_istio(spec, out, blob_origin, namespace, labels or None)
         for path in written:
             click.echo(f"wrote {path}")
         return
