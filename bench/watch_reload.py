@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from wirelab.fleet import Fleet
+from wirelab.harness import Lab
 from wirelab.paths import examples_dir
 from wirelab.xds.watch import Change, Watcher
 
@@ -76,13 +76,14 @@ def main() -> None:
         c_source = (c / "filter.c").read_text()
         targets = [str(lua), str(c)]
         changes: list[Change] = []
-        with Fleet(1, root=work / "xds", postgres=True, filters=targets) as fl:
+        # What `wirelab up --watch` runs.
+        with Lab(postgres=True, filters=targets, xds=True) as lab:
             def publish() -> tuple[str, list[str]]:
-                result = fl.publish(targets, envoy_check=False)
+                result = lab.republish()
                 return result.version, result.changed
 
             watcher = Watcher(targets, publish, changes.append).start()
-            admin = fl.envoys[0].admin_url
+            admin = lab.admin_url
             lua_times, c_times = [], []
             try:
                 for i in range(args.rounds):

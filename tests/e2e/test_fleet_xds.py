@@ -385,3 +385,126 @@ def wait_fleet_of(fleet: Fleet, name: str, envoys: int, timeout: float = 30.0) -
             return
         assert time.monotonic() < deadline, [r.as_dict() for r in rows]
         time.sleep(0.05)
+
+
+# ---- the lab itself runs the export path ---------------------------------------------------
+
+
+def test_a_lab_with_xds_runs_the_exported_files_and_republishes_a_saved_filter(
+        tmp_path: Path) -> None:
+    from wirelab.harness import Lab
+
+    project = tmp_path / "stmts"
+    project.mkdir()
+    (project / "wirelab.toml").write_text(LUA_MANIFEST)
+    (project / "filter.lua").write_text(LUA_V1)
+    with Lab(postgres=True, filters=[project], xds=True) as lab:
+        envoy = lab.envoy
+        bootstrap = envoy.config_path.read_text()
+        assert f'path: "{envoy.root}/lds.json"' in bootstrap
+        assert "static_resources" not in bootstrap  # everything comes from the export
+        assert list(published_manifest(envoy.root)["filters"]) == [LUA_NAME]
+
+        base = lab.mark()
+        run_lab_queries(lab, connections=2, queries=3)
+        lab.stats.wait_for("lua.fleet.statements", base.value("lua.fleet.statements") + 6)
+
+        (project / "filter.lua").write_text(LUA_V2)
+        result = lab.republish()
+        assert result.changed == [LUA_NAME]
+        rows = envoy_rows(lab, LUA_NAME, result.filters[LUA_NAME])
+        assert rows == ["accepted"]
+        mid = lab.mark()
+        run_lab_queries(lab, connections=2, queries=3)
+        lab.stats.wait_for("lua.fleet.statements", mid.value("lua.fleet.statements") + 6)
+        lab.stats.wait_for("lua.fleet.selects", 6)
+
+
+def run_lab_queries(lab, connections: int, queries: int) -> None:
+    pg = psycopg()
+    for _ in range(connections):
+        with pg.connect(**lab.pg_conninfo(), autocommit=True) as conn:
+            for _ in range(queries):
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def envoy_rows(lab, name: str, version: str, timeout: float = 15.0) -> list[str]:
+    from wirelab.xds.status import envoy_state
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in envoy_state(lab.admin_url, {name: version}) if r.filter == name]
+        if all(r.last == "accepted" for r in rows) or time.monotonic() > deadline:
+            return [r.last for r in rows]
+        time.sleep(0.05)
+
+
+# ---- the commands --------------------------------------------------------------------------
+
+
+def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    project = tmp_path / "stmts"
+    project.mkdir()
+    (project / "wirelab.toml").write_text(LUA_MANIFEST)
+    (project / "filter.lua").write_text(LUA_V1)
+    state = tmp_path / "fleet.json"
+    root = tmp_path / "xds"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "toolchain")}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "wirelab", "fleet", "up", "2", "--postgres", "--filter",
+         str(project), "--dir", str(root), "--state", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists():
+            assert up.poll() is None, up.stdout.read()
+            assert time.monotonic() < deadline, "fleet up wrote no state file in 120 s"
+            time.sleep(0.2)
+        info = json.loads(state.read_text())
+        assert [e["node"] for e in info["envoys"]] == ["envoy-1", "envoy-2"]
+        v1 = published_manifest(root)["filters"][LUA_NAME]["version"]
+
+        def status() -> tuple[int, list[dict]]:
+            proc = subprocess.run(
+                [sys.executable, "-m", "wirelab", "fleet", "status", "--state", str(state),
+                 "--json"], capture_output=True, text=True, timeout=60, env=env)
+            return proc.returncode, json.loads(proc.stdout)
+
+        code, rows = status()
+        assert code == 0
+        assert [(r["envoy"], r["running"], r["last"]) for r in rows] == [
+            ("envoy-1", v1, "accepted"), ("envoy-2", v1, "accepted")]
+
+        # A script that fails when it loads: refused by the export; forced past
+        # validation from the command line, both Envoys reject it and keep v1.
+        (project / "filter.lua").write_text(LUA_V1 + "error('refused at load')\n")
+        fleet_toml = tmp_path / "fleet.toml"
+        port = info["servers"]["postgres"]["port"]
+        direct = info["servers"]["postgres"]["direct_port"]
+        fleet_toml.write_text(f'[[listener]]\nname = "postgres"\nport = {port}\n'
+                              f'upstream = "127.0.0.1:{direct}"\nfilters = ["stmts"]\n')
+        refused = subprocess.run(
+            [sys.executable, "-m", "wirelab", "xds", "export", str(fleet_toml), "--out",
+             str(root)], capture_output=True, text=True, timeout=120, env=env)
+        assert refused.returncode == 1
+        assert "refused at load" in refused.stderr and refused.stderr.count("\n") == 1
+        forced = subprocess.run(
+            [sys.executable, "-m", "wirelab", "xds", "export", str(fleet_toml), "--out",
+             str(root), "--no-validate"], capture_output=True, text=True, timeout=120, env=env)
+        assert forced.returncode == 0, forced.stderr
+        deadline = time.monotonic() + 30
+        while True:
+            code, rows = status()
+            if all(r["last"] == "rejected" for r in rows) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert code == 3
+        assert [(r["envoy"], r["running"], r["last"]) for r in rows] == [
+            ("envoy-1", v1, "rejected"), ("envoy-2", v1, "rejected")]
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+    assert not state.exists()

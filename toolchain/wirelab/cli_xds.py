@@ -178,32 +178,24 @@ def fleet_status_cmd(state: Path, as_json: bool) -> None:
 
 
 def run_watch(lab_kwargs: dict, report) -> None:
-    """`wirelab up --watch`: a one-Envoy fleet whose filters republish on save."""
-    import tempfile
-
-    from .fleet import Fleet
+    """`wirelab up --watch`: a lab whose Envoy reads an export; a saved source republishes."""
+    from .harness import Lab
     from .harness.lifecycle import _wait_for_signal
     from .xds.watch import Watcher
 
-    if lab_kwargs.get("backend", "local") != "local" or lab_kwargs.get("tls"):
-        raise WirelabError("--watch runs the local backend without TLS: drop --backend/--tls")
-    targets = lab_kwargs["filters"]
-    with tempfile.TemporaryDirectory(prefix="wirelab-xds-") as tmp, Fleet(
-        1, root=Path(tmp) / "xds", postgres=lab_kwargs["postgres"], mysql=lab_kwargs["mysql"],
-        filters=targets, pg_bin=lab_kwargs.get("pg_bin"),
-    ) as fl:
+    if lab_kwargs.get("backend", "local") != "local":
+        raise WirelabError("--watch runs the local backend: drop --backend docker")
+    with Lab(**lab_kwargs, xds=True) as lab:
         def publish() -> tuple[str, list[str]]:
-            result = fl.publish(targets, envoy_check=False)
+            result = lab.republish()
             return result.version, result.changed
 
-        watcher = Watcher(targets, publish, report).start()
+        watcher = Watcher(lab.filter_targets, publish, report).start()
         out = Console(highlight=False)
         out.print("[bold]wirelab lab is up[/], watching the filters' sources (Ctrl-C stops it)")
-        info = fl.state()
-        for kind, s in info["servers"].items():
-            out.print(f"  {kind:10} 127.0.0.1:{s['port']} via Envoy, direct {s['direct_port']}")
-        out.print(f"  Envoy admin {info['envoys'][0]['admin']}")
-        out.print(f"  export      {fl.root}")
+        for label, value in lab.connection_strings():
+            out.print(f"  {label:18} {value}")
+        out.print(f"  {'export':18} {lab.envoy.root}")
         try:
             _wait_for_signal()
         finally:

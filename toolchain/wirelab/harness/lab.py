@@ -54,6 +54,7 @@ class Lab:
         concurrency: int = 1,
         stats_flush_interval_ms: int = 200,
         backend: str = "local",
+        xds: bool = False,
     ):
         if not (postgres or mysql):
             raise WirelabError(
@@ -61,6 +62,8 @@ class Lab:
             )
         if backend not in ("local", "docker"):
             raise WirelabError(f"backend {backend!r} is unknown: use 'local' or 'docker'")
+        if xds and backend != "local":
+            raise WirelabError("xds=True runs the local backend: drop backend='docker'")
         self.want_postgres = postgres
         self.want_mysql = mysql
         self.filter_targets = list(filters)
@@ -71,6 +74,9 @@ class Lab:
         self.concurrency = concurrency
         self.stats_flush_interval_ms = stats_flush_interval_ms
         self.backend = backend
+        # Envoy takes listeners and filters from an export directory (LDS/CDS/ECDS),
+        # the files `wirelab xds export` writes; republish() swaps filters in.
+        self.xds = xds
         self.postgres: Any = None
         self.mysql: Any = None
         self.envoy: EnvoyProcess | EnvoyContainer | None = None
@@ -100,13 +106,7 @@ class Lab:
                 self._start_docker()
             else:
                 self._start_servers()
-                self.envoy = self._stack.enter_context(
-                    EnvoyProcess(
-                        self._listeners(),
-                        concurrency=self.concurrency,
-                        stats_flush_interval_ms=self.stats_flush_interval_ms,
-                    )
-                )
+                self.envoy = self._stack.enter_context(self._new_envoy())
             self.baseline = self.envoy.stats.snapshot()
         except BaseException:
             self.close()
@@ -115,6 +115,26 @@ class Lab:
 
     def close(self) -> None:
         self._stack.close()
+
+    def _new_envoy(self) -> EnvoyProcess:
+        if self.xds:
+            from ..xds.labpath import LabXdsEnvoy
+
+            return LabXdsEnvoy(self._listeners(), concurrency=self.concurrency,
+                               stats_flush_interval_ms=self.stats_flush_interval_ms)
+        return EnvoyProcess(self._listeners(), concurrency=self.concurrency,
+                            stats_flush_interval_ms=self.stats_flush_interval_ms)
+
+    def republish(self, validate: bool = True, envoy_check: bool = False) -> Any:
+        """Rebuild the filters whose sources changed and swap them in through ECDS
+        (a lab started with `xds=True`); returns the ExportResult."""
+        from ..xds.labpath import LabXdsEnvoy
+
+        if not isinstance(self.envoy, LabXdsEnvoy):
+            raise WirelabError("republish() needs a lab started with xds=True")
+        self.filters = [resolve_filter(t, self.filter_config, self.failure_policy)
+                        for t in self.filter_targets]
+        return self.envoy.publish(self._listeners(), validate=validate, envoy_check=envoy_check)
 
     def _require_docker(self) -> None:
         """Fail in one line, before any build, when no engine answers."""
