@@ -136,20 +136,20 @@ def export(spec: FleetSpec, out: str | Path, *, root: str | Path | None = None,
         stays = publish.current_version(out)
         kept = f"{out} stays at version {stays}" if stays else "nothing was published"
         raise WirelabError(f"export refused ({kept}): {exc}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    before = publish.published_manifest(out) or {}
-    old = {n: v["version"] for n, v in before.get("filters", {}).items()}
-    warnings = _remote_code_warnings(spec, before, filters)
-    version = publish.next_version(out)
-    files = render_files(spec, seen_root, listeners, filters, version)
-    for f in filters.values():
-        publish.put_blob(out, f.wasm, f.sha256)
-    staging = publish.stage(out, files)
-    try:
-        publish.switch(out, staging, version)
-    except BaseException:
-        publish.discard(staging)
-        raise
+    with publish.exclusive(out):
+        before = publish.published_manifest(out) or {}
+        old = {n: v["version"] for n, v in before.get("filters", {}).items()}
+        warnings = _remote_code_warnings(spec, before, filters)
+        version = publish.next_version(out)
+        files = render_files(spec, seen_root, listeners, filters, version)
+        for f in filters.values():
+            publish.put_blob(out, f.wasm, f.sha256)
+        staging = publish.stage(out, files)
+        try:
+            publish.switch(out, staging, version)
+        except BaseException:
+            publish.discard(staging)
+            raise
     return ExportResult(
         root=out, version=version,
         filters={n: f.version for n, f in filters.items()},

@@ -12,6 +12,8 @@ never sees half an export.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +29,18 @@ VERSIONS = "versions"
 BLOBS = "blobs"
 MANIFEST = "manifest.json"
 KEEP_VERSIONS = 5
+
+
+@contextlib.contextmanager
+def exclusive(root: Path):
+    """Serialize publishers of one directory (two exports at once would pick one version)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def sha256_file(path: Path) -> str:
