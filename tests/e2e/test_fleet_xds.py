@@ -475,8 +475,8 @@ def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
 
         code, rows = status()
         assert code == 0
-        assert [(r["envoy"], r["running"], r["last"]) for r in rows] == [
-            ("envoy-1", v1, "accepted"), ("envoy-2", v1, "accepted")]
+        assert [(r["envoy"], r["running"], r["export"], r["last"]) for r in rows] == [
+            ("envoy-1", v1, "0001", "accepted"), ("envoy-2", v1, "0001", "accepted")]
 
         # A script that fails when it loads: refused by the export; forced past
         # validation from the command line, both Envoys reject it and keep v1.
@@ -502,8 +502,9 @@ def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert code == 3
-        assert [(r["envoy"], r["running"], r["last"]) for r in rows] == [
-            ("envoy-1", v1, "rejected"), ("envoy-2", v1, "rejected")]
+        assert [(r["envoy"], r["running"], r["export"], r["last"]) for r in rows] == [
+            ("envoy-1", v1, "0001", "rejected"), ("envoy-2", v1, "0001", "rejected")]
+        assert all(r["published"] != v1 and r["rejected"] == 1 for r in rows)
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

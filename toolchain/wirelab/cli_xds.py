@@ -171,7 +171,8 @@ def fleet_status_cmd(state: Path, as_json: bool) -> None:
                       "detail")
         for r in rows:
             style = {"accepted": "green", "rejected": "red"}.get(r.last, "yellow")
-            table.add_row(r.envoy, r.filter, r.running or "-", r.published or "-",
+            running = f"{r.running} (export {r.export})" if r.export else (r.running or "-")
+            table.add_row(r.envoy, r.filter, running, r.published or "-",
                           f"[{style}]{r.last}[/]", f"{r.accepted}/{r.rejected}", r.detail[:60])
         Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
     sys.exit(0 if all(r.last == "accepted" for r in rows) else 3)

@@ -23,7 +23,7 @@ from .xds import ExportResult, export
 from .xds.envoy import XdsEnvoy
 from .xds.fleetfile import FilterEntry, FleetSpec, XListener
 from .xds.origin import BlobOrigin
-from .xds.publish import published_manifest
+from .xds.publish import first_exports, published_manifest
 from .xds.status import FilterState, envoy_state
 
 KINDS = ("postgres", "mysql")
@@ -148,7 +148,10 @@ def fleet_status(root: str | Path, envoys: Sequence[tuple[str, str]]) -> list[Fi
     """Rows for every (node, admin URL) against what `root` publishes now."""
     manifest = published_manifest(root) or {}
     published = {n: v["version"] for n, v in manifest.get("filters", {}).items()}
+    exports = first_exports(root)
     rows: list[FilterState] = []
     for node, admin in envoys:
-        rows.extend(envoy_state(admin, published, node))
+        for row in envoy_state(admin, published, node):
+            row.export = exports.get((row.filter, row.running or ""))
+            rows.append(row)
     return rows

@@ -96,6 +96,22 @@ def published_manifest(root: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def first_exports(root: str | Path) -> dict[tuple[str, str], str]:
+    """(filter, filter version) -> the first kept export that published it."""
+    out: dict[tuple[str, str], str] = {}
+    versions = Path(root) / VERSIONS
+    if not versions.is_dir():
+        return out
+    for vdir in sorted(p for p in versions.iterdir() if p.name.isdigit()):
+        try:
+            manifest = json.loads((vdir / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        for name, info in manifest.get("filters", {}).items():
+            out.setdefault((name, info["version"]), vdir.name)
+    return out
+
+
 def next_version(root: Path) -> str:
     versions = root / VERSIONS
     numbers = [int(p.name) for p in versions.iterdir() if p.name.isdigit()] \

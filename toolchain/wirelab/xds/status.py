@@ -20,7 +20,8 @@ class FilterState:
     accepted: int
     rejected: int
     last: str  # "accepted", "rejected", "pending" (not yet read) or "down"
-    detail: str = ""  # Envoy's reason for the last rejection
+    detail: str = ""  # what the rejection was
+    export: str | None = None  # the first export that published the running version
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
