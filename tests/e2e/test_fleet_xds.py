@@ -509,3 +509,127 @@ def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)
     assert not state.exists()
+
+
+# ---- a native filter (Envoy dynamic module) through the same path -------------------------
+
+# A probe module written for this test: it counts connections (v2 also counts them
+# under a second name) and refuses a configuration that says "reject". Signatures
+# follow Envoy 1.40's dynamic-module ABI; a {ptr, length} buffer passed by value is
+# two registers, spelled here as two arguments.
+NATIVE_PROBE = r"""
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#define EXPORT __attribute__((visibility("default")))
+typedef struct { const char *ptr; size_t length; } buf;
+extern int envoy_dynamic_module_callback_network_filter_config_define_counter(
+    void *, buf, size_t *);
+extern int envoy_dynamic_module_callback_network_filter_increment_counter(void *, size_t, uint64_t);
+typedef struct { size_t connections, connections_v2; } probe;
+static buf name(const char *s) { buf b = { s, strlen(s) }; return b; }
+EXPORT const char *envoy_dynamic_module_on_program_init(void) { return "v0.2.0"; }
+EXPORT void *envoy_dynamic_module_on_network_filter_config_new(
+        void *cfg, const char *n, size_t nlen, const char *c, size_t clen) {
+    (void)n; (void)nlen;
+    for (size_t i = 0; i + 6 <= clen; i++) if (!memcmp(c + i, "reject", 6)) return NULL;
+    probe *p = calloc(1, sizeof *p);
+    envoy_dynamic_module_callback_network_filter_config_define_counter(
+        cfg, name("native_fleet.connections"), &p->connections);
+#ifdef V2
+    envoy_dynamic_module_callback_network_filter_config_define_counter(
+        cfg, name("native_fleet.connections_v2"), &p->connections_v2);
+#endif
+    return p;
+}
+EXPORT void envoy_dynamic_module_on_network_filter_config_destroy(void *p) { free(p); }
+EXPORT void *envoy_dynamic_module_on_network_filter_new(void *p, void *f) { (void)f; return p; }
+EXPORT int envoy_dynamic_module_on_network_filter_new_connection(void *f, void *m) {
+    probe *p = m;
+    envoy_dynamic_module_callback_network_filter_increment_counter(f, p->connections, 1);
+#ifdef V2
+    envoy_dynamic_module_callback_network_filter_increment_counter(f, p->connections_v2, 1);
+#endif
+    return 0;
+}
+EXPORT int envoy_dynamic_module_on_network_filter_read(void *f, void *m, size_t n, int eos) {
+    (void)f; (void)m; (void)n; (void)eos; return 0;
+}
+EXPORT int envoy_dynamic_module_on_network_filter_write(void *f, void *m, size_t n, int eos) {
+    (void)f; (void)m; (void)n; (void)eos; return 0;
+}
+EXPORT void envoy_dynamic_module_on_network_filter_event(void *f, void *m, int ev) {
+    (void)f; (void)m; (void)ev;
+}
+EXPORT void envoy_dynamic_module_on_network_filter_destroy(void *m) { (void)m; }
+"""
+NATIVE = "native-probe"
+
+
+def build_probe(out: Path, *defines: str) -> Path:
+    from wirelab.build import zig
+
+    src = out.with_suffix(".c")
+    src.write_text(NATIVE_PROBE)
+    subprocess.run([*zig.compiler_command(), "-shared", "-fPIC", "-O2",
+                    "--target=x86_64-linux-gnu", *defines, "-o", str(out), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
+def test_native_module_build_swaps_in_the_same_way(tmp_path: Path) -> None:
+    v1 = build_probe(tmp_path / "probe-v1.so")
+    v2 = build_probe(tmp_path / "probe-v2.so", "-DV2")
+    entry = FilterEntry(v1, name=NATIVE, config="{}")
+    with Fleet(2, root=tmp_path / "xds", postgres=True, filters=[entry]) as fl:
+        manifest = published_manifest(fl.root)
+        blob = fl.root / "blobs" / f"{manifest['filters'][NATIVE]['sha256']}.so"
+        assert blob.read_bytes() == v1.read_bytes()
+        wait_fleet_of(fl, NATIVE, 2)
+        old = []
+        pg = psycopg()
+        listener = f"listener.127.0.0.1_{fl.port('postgres')}.downstream_cx_active"
+        while min(e.stats.snapshot().value(listener) or 0 for e in fl.envoys) < 1:
+            old.append(pg.connect(**fl.server("postgres").conninfo(fl.port("postgres")),
+                                  autocommit=True))
+            assert len(old) < 100
+        connections = "dynamicmodulescustom.native_fleet.connections"
+        assert wait_total(fl, connections, len(old)) == len(old)
+
+        conninfo = fl.server("postgres").conninfo(fl.port("postgres"))
+        with Clients(conninfo, threads=2) as clients:
+            time.sleep(0.3)
+            fl.publish([FilterEntry(v2, name=NATIVE, config="{}")])
+            wait_fleet_of(fl, NATIVE, 2)
+            time.sleep(0.3)
+        assert clients.failures == [] and clients.queries > 0
+        for conn in old:  # opened under v1: still served
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            conn.close()
+
+        # Every connection was counted once; the v2 metric counts only connections
+        # opened after the swap.
+        cx = total(fl, "tcp.postgres.downstream_cx_total")
+        assert wait_total(fl, connections, cx) == cx
+        before_v2 = total(fl, "dynamicmodulescustom.native_fleet.connections_v2")
+        run_new_connections(fl, connections=4, queries=1)
+        after = total(fl, "dynamicmodulescustom.native_fleet.connections_v2")
+        assert after - before_v2 == 4
+
+        # A configuration the module refuses: `envoy --mode validate` loads the module
+        # and refuses the export; forced, both Envoys reject it and keep v2.
+        v2_version = published_manifest(fl.root)["filters"][NATIVE]["version"]
+        with pytest.raises(WirelabError, match="Envoy rejected the configuration"):
+            fl.publish([FilterEntry(v2, name=NATIVE, config='{"mode": "reject"}')])
+        fl.publish([FilterEntry(v2, name=NATIVE, config='{"mode": "reject"}')], validate=False)
+        deadline = time.monotonic() + 30
+        while True:
+            rows = [r for r in fl.status() if r.filter == NATIVE]
+            if all(r.last == "rejected" for r in rows) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert [(r.running, r.last) for r in rows] == [(v2_version, "rejected")] * 2
+        run_new_connections(fl, connections=2, queries=1)
+        assert wait_total(fl, "dynamicmodulescustom.native_fleet.connections_v2",
+                          after + 2) == after + 2

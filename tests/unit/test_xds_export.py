@@ -21,7 +21,7 @@ from wirelab.errors import WirelabError
 from wirelab.paths import examples_dir
 from wirelab.xds import FilterEntry, export, load_fleet, published_manifest, simple_fleet
 from wirelab.xds.bootstrap import render_xds_bootstrap
-from wirelab.xds.resources import WASM_TYPE
+from wirelab.xds.resources import NATIVE_TYPE, WASM_TYPE
 from wirelab.xds.watch import Watcher
 
 LUA = examples_dir() / "lua" / "tcp-bytes"
@@ -62,7 +62,7 @@ def test_export_writes_lds_cds_and_one_ecds_resource_per_filter(projects, tmp_pa
     assert [f["name"] for f in chain] == ["lua-tcp-bytes", "bytes-counter",
                                          "envoy.filters.network.tcp_proxy"]
     discovery = chain[0]["config_discovery"]
-    assert discovery["type_urls"] == [WASM_TYPE]
+    assert discovery["type_urls"] == [WASM_TYPE, NATIVE_TYPE]
     assert discovery["config_source"]["path_config_source"] == {
         "path": str(out / "ecds-lua-tcp-bytes.json"), "watched_directory": {"path": str(out)}}
     assert lds[0]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15432}

@@ -34,7 +34,7 @@ def filter_protocol(target: str | Path) -> str:
     from .project import Project
 
     path = Path(target)
-    if path.suffix == ".wasm":
+    if path.suffix in (".wasm", ".so"):
         return "tcp"
     return Project.load(path).manifest.protocol
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..emulator import Emulator, EmulatorError
 from ..envoy.binary import validate_config
 from ..errors import WirelabError
-from .resources import FilterResource, cluster_resource, listener_resource, wasm_config
+from .resources import FilterResource, cluster_resource, filter_config, listener_resource
 
 
 class _Probe(Emulator):
@@ -31,7 +31,11 @@ class _Probe(Emulator):
 
 
 def check_in_emulator(f: FilterResource) -> None:
-    """Raise WirelabError naming the filter when its configuration is refused."""
+    """Raise WirelabError naming the filter when its configuration is refused.
+
+    A native module has no emulator: `envoy --mode validate` loads it instead."""
+    if f.native:
+        return
     try:
         _Probe(f.wasm, plugin_config=f.config_json, failure_policy="FAIL_CLOSED",
                plugin_name=f.name, root_id=f.root_id, vm_id=f.name, log_level="error")
@@ -45,7 +49,7 @@ def validation_bootstrap(listeners: list[dict[str, Any]],
     static_listeners = []
     clusters = []
     for lst in listeners:
-        chain = [{"name": n, "typed_config": wasm_config(
+        chain = [{"name": n, "typed_config": filter_config(
             filters[n], {"local": {"filename": str(filters[n].wasm.resolve())}})}
             for n in lst["filters"]]
         res = listener_resource(lst["name"], lst["address"], lst["port"], chain)

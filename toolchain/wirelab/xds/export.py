@@ -44,7 +44,7 @@ class ExportResult:
 def _resolve(entry: FilterEntry, policy: str) -> FilterResource:
     """Build (when stale) and describe one filter; nothing is written outside build/."""
     path = entry.path
-    if path.suffix == ".wasm":
+    if path.suffix in (".wasm", ".so"):
         if not path.is_file():
             raise WirelabError(f"filter {path} does not exist: build it or name a project")
         wasm, root_id, name = path, entry.root_id or "", entry.name or _spec_name(path.stem)
@@ -126,7 +126,7 @@ def export(spec: FleetSpec, out: str | Path, *, root: str | Path | None = None,
     try:
         listeners, filters = resolve_fleet(spec)
         for f in filters.values():
-            publish.check_blob(out, f.sha256)
+            publish.check_blob(out, f.sha256, f.wasm.suffix)
         if validate:
             for f in filters.values():
                 checks.check_in_emulator(f)

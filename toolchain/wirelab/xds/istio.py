@@ -16,7 +16,7 @@ from ..errors import WirelabError
 from . import publish
 from .export import resolve_fleet
 from .fleetfile import FleetSpec
-from .resources import FilterResource, blob_name
+from .resources import FilterResource
 
 API_VERSION = "extensions.istio.io/v1alpha1"
 FAIL_STRATEGY = {
@@ -38,6 +38,9 @@ def _documents(listeners: list[dict[str, Any]], filters: dict[str, FilterResourc
             priority.setdefault(name, 1000 - 10 * i)
     docs = []
     for f in filters.values():
+        if f.native:
+            raise WirelabError(f"filter {f.name!r} is a native module: Istio's WasmPlugin "
+                               "takes Wasm only")
         try:
             config = json.loads(f.config_json)
         except ValueError:
@@ -49,7 +52,7 @@ def _documents(listeners: list[dict[str, Any]], filters: dict[str, FilterResourc
             )
         plugin: dict[str, Any] = {
             "type": "NETWORK",
-            "url": f"{origin.rstrip('/')}/blobs/{blob_name(f.sha256)}",
+            "url": f"{origin.rstrip('/')}/blobs/{f.blob}",
             "sha256": f.sha256,
             "pluginConfig": config,
             "failStrategy": FAIL_STRATEGY[f.failure_policy],
@@ -77,7 +80,7 @@ def export_istio(spec: FleetSpec, out: str | Path, origin: str | None,
     docs = _documents(listeners, filters, origin, namespace, selector)
     written: dict[Path, None] = {}  # filters sharing a module share its blob
     for f in filters.values():
-        publish.check_blob(out, f.sha256)
+        publish.check_blob(out, f.sha256, f.wasm.suffix)
         written[publish.put_blob(out, f.wasm, f.sha256)] = None
     # JSON documents are YAML; kubectl applies them as they are.
     text = "".join(f"---\n{json.dumps(d, indent=2, sort_keys=True)}\n" for d in docs)

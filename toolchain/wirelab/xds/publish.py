@@ -51,9 +51,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_blob(root: Path, sha256: str) -> None:
+def check_blob(root: Path, sha256: str, suffix: str = ".wasm") -> None:
     """A blob already in the store must still be what its name says."""
-    path = root / BLOBS / f"{sha256}.wasm"
+    path = root / BLOBS / f"{sha256}{suffix}"
     if path.is_file():
         actual = sha256_file(path)
         if actual != sha256:
@@ -64,17 +64,17 @@ def check_blob(root: Path, sha256: str) -> None:
 
 
 def put_blob(root: Path, source: Path, sha256: str) -> Path:
-    """Copy `source` into the store under its hash (no-op when present)."""
+    """Copy `source` into the store under its hash and suffix (no-op when present)."""
     store = root / BLOBS
     store.mkdir(parents=True, exist_ok=True)
-    dest = store / f"{sha256}.wasm"
+    dest = store / f"{sha256}{source.suffix}"
     if dest.is_file():
         return dest
     fd, tmp = tempfile.mkstemp(dir=store, prefix=".blob-")
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o755 if source.suffix == ".so" else 0o644)
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)

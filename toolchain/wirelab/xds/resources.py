@@ -16,6 +16,11 @@ from typing import Any
 from ..envoy.render import _upstream_ip
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+NATIVE_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3."
+               "DynamicModuleNetworkFilter")
+# Every ECDS filter accepts both targets, so a filter can move between Wasm and
+# native without touching the listener.
+FILTER_TYPES = [WASM_TYPE, NATIVE_TYPE]
 EXTENSION_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -29,8 +34,8 @@ def ecds_file(name: str) -> str:
     return f"ecds-{name}.json"
 
 
-def blob_name(sha256: str) -> str:
-    return f"{sha256}.wasm"
+def blob_name(sha256: str, suffix: str = ".wasm") -> str:
+    return f"{sha256}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,17 @@ class FilterResource:
     config_json: str
     root_id: str
     failure_policy: str
-    wasm: Path  # the built file (what the blob is copied from)
-    source: str  # project directory or .wasm, for the manifest
+    wasm: Path  # the built file (what the blob is copied from): a .wasm, or a native .so
+    source: str  # project directory or file, for the manifest
+
+    @property
+    def native(self) -> bool:
+        """An Envoy dynamic module (a shared library) rather than a Wasm module."""
+        return self.wasm.suffix == ".so"
+
+    @property
+    def blob(self) -> str:
+        return blob_name(self.sha256, ".so" if self.native else ".wasm")
 
     @property
     def version(self) -> str:
@@ -58,13 +72,33 @@ def code_source(f: FilterResource, root: Path, code: str, origin: str | None,
     if code == "remote" and local_path is None:
         assert origin
         return {"remote": {
-            "http_uri": {"uri": f"{origin.rstrip('/')}/blobs/{blob_name(f.sha256)}",
+            "http_uri": {"uri": f"{origin.rstrip('/')}/blobs/{f.blob}",
                          "cluster": BLOB_CLUSTER, "timeout": "10s"},
             "sha256": f.sha256,
             "retry_policy": {"num_retries": 3},
         }}
-    path = local_path or (root / "blobs" / blob_name(f.sha256))
+    path = local_path or (root / "blobs" / f.blob)
     return {"local": {"filename": str(path)}}
+
+
+def native_config(f: FilterResource, path: Path) -> dict[str, Any]:
+    """A dynamic module by local path: Envoy 1.40 loads remote modules only with an init
+    manager ("Remote module sources require an init manager"), so the blob is synced."""
+    return {
+        "@type": NATIVE_TYPE,
+        # One name per version: a new build is a new module, loaded beside the old one.
+        "dynamic_module_config": {"name": f"{f.name}-{f.version}",
+                                  "module": {"local": {"filename": str(path)}}},
+        "filter_name": f.root_id or f.name,
+        "filter_config": {"@type": STRING_TYPE, "value": f.config_json},
+    }
+
+
+def filter_config(f: FilterResource, code_src: dict[str, Any]) -> dict[str, Any]:
+    """The typed_config of a filter for its target."""
+    if f.native:
+        return native_config(f, Path(code_src["local"]["filename"]))
+    return wasm_config(f, code_src)
 
 
 def wasm_config(f: FilterResource, code_src: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +121,8 @@ def ecds_doc(f: FilterResource, root: Path, code: str, origin: str | None) -> di
     return {
         "version_info": f.version,
         "resources": [{"@type": EXTENSION_TYPE, "name": f.name,
-                       "typed_config": wasm_config(f, code_source(f, root, code, origin))}],
+                       "typed_config": filter_config(
+                           f, code_source(f, root, "local" if f.native else code, origin))}],
     }
 
 
@@ -100,7 +135,7 @@ def watched(root: Path, file: str) -> dict[str, Any]:
 
 def discovery_filter(name: str, root: Path) -> dict[str, Any]:
     return {"name": name, "config_discovery": {
-        "config_source": watched(root, ecds_file(name)), "type_urls": [WASM_TYPE]}}
+        "config_source": watched(root, ecds_file(name)), "type_urls": list(FILTER_TYPES)}}
 
 
 def tcp_proxy(listener: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ SOURCE_SUFFIXES = (".c", ".h", ".lua", ".toml")
 def watched_files(target: str | Path) -> list[Path]:
     """The files whose change means a new build of the project at `target`."""
     path = Path(target)
-    if path.suffix == ".wasm":
+    if path.suffix in (".wasm", ".so"):
         return [path]
     try:
         project = Project.load(path)
