@@ -213,3 +213,18 @@ def report_change(change) -> None:
         names = ", ".join(change.changed) or "no filter changed"
         console.print(f"published version {change.version} ({files} -> {names}) "
                       f"in {change.seconds:.2f} s")
+
+
+@xds.command("pull")
+@click.argument("origin", metavar="URL")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def xds_pull(origin: str, directory: Path) -> None:
+    """Copy the export URL publishes into DIRECTORY (hash-checked) and switch it in."""
+    from .xds.pull import pull
+
+    result = pull(origin, directory)
+    if result.switched:
+        click.echo(f"switched {directory} to version {result.version} "
+                   f"({result.blobs} blob(s) downloaded)")
+    else:
+        click.echo(f"{directory} is already at version {result.version}")

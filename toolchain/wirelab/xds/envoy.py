@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..envoy import EnvoyProcess
+from ..envoy.binary import startup_reason
 from ..envoy.specs import ListenerSpec
 from ..errors import EnvoyError
 from .bootstrap import render_xds_bootstrap
@@ -39,9 +40,14 @@ class XdsEnvoy(EnvoyProcess):
         want = len(self._ports)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            active = self.stats.snapshot().value("listener_manager.total_listeners_active") or 0
-            if active >= want:
+            snap = self.stats.snapshot()
+            if (snap.value("listener_manager.total_listeners_active") or 0) >= want:
                 return
+            if snap.value("listener_manager.lds.update_rejected"):
+                raise EnvoyError(
+                    f"Envoy {self.node_id} rejected the listeners of {self.root}: "
+                    f"{startup_reason(self.log_tail(40))}"
+                )
             time.sleep(0.05)
         raise EnvoyError(
             f"Envoy {self.node_id} has not activated its {want} listener(s) from {self.root} "

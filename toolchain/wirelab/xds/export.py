@@ -99,12 +99,15 @@ def render_files(spec: FleetSpec, root: Path, listeners: list[dict[str, Any]],
     manifest = {
         "version": version,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "root": str(root),  # where Envoys see the directory: paths inside the files use it
+        "files": sorted(files),
         "code": spec.code,
         "blob_origin": spec.blob_origin,
         "listeners": [{**lst, "upstream": f"{lst['upstream'][0]}:{lst['upstream'][1]}"}
                       for lst in listeners],
-        "filters": {f.name: {"version": f.version, "sha256": f.sha256, "source": f.source,
-                             "root_id": f.root_id, "failure_policy": f.failure_policy}
+        "filters": {f.name: {"version": f.version, "sha256": f.sha256, "blob": f.blob,
+                             "source": f.source, "root_id": f.root_id,
+                             "failure_policy": f.failure_policy}
                     for f in filters.values()},
     }
     files[publish.MANIFEST] = json.dumps(manifest, indent=2) + "\n"

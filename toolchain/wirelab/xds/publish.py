@@ -81,6 +81,22 @@ def put_blob(root: Path, source: Path, sha256: str) -> Path:
     return dest
 
 
+def put_blob_bytes(root: Path, data: bytes, name: str) -> Path:
+    """Write downloaded blob bytes under `name` (already checked) atomically."""
+    store = root / BLOBS
+    store.mkdir(parents=True, exist_ok=True)
+    dest = store / name
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=".blob-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o755 if dest.suffix == ".so" else 0o644)
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
 def current_version(root: Path) -> str | None:
     link = root / CURRENT
     if not link.is_symlink():
