@@ -454,7 +454,8 @@ def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "toolchain")}
     up = subprocess.Popen(
         [sys.executable, "-m", "wirelab", "fleet", "up", "2", "--postgres", "--filter",
-         str(project), "--dir", str(root), "--state", str(state)],
+         str(project), "--dir", str(root), "--state", str(state),
+         "--fleet-file", str(tmp_path / "fleet.toml")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -480,11 +481,9 @@ def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
         # A script that fails when it loads: refused by the export; forced past
         # validation from the command line, both Envoys reject it and keep v1.
         (project / "filter.lua").write_text(LUA_V1 + "error('refused at load')\n")
-        fleet_toml = tmp_path / "fleet.toml"
-        port = info["servers"]["postgres"]["port"]
-        direct = info["servers"]["postgres"]["direct_port"]
-        fleet_toml.write_text(f'[[listener]]\nname = "postgres"\nport = {port}\n'
-                              f'upstream = "127.0.0.1:{direct}"\nfilters = ["stmts"]\n')
+        # The fleet file `fleet up` wrote names the same listeners, ports and filters.
+        fleet_toml = Path(info["fleet_file"])
+        assert fleet_toml == tmp_path / "fleet.toml"
         refused = subprocess.run(
             [sys.executable, "-m", "wirelab", "xds", "export", str(fleet_toml), "--out",
              str(root)], capture_output=True, text=True, timeout=120, env=env)

@@ -127,8 +127,11 @@ def fleet() -> None:
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(".wirelab-fleet.json"), show_default=True,
               help="Where to write the Envoys' admin URLs for `fleet status`.")
+@click.option("--fleet-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("fleet.toml"), show_default=True,
+              help="Where to write the fleet's listeners and filters, to edit and export.")
 def fleet_up(n: int, root: Path, filters: tuple[Path, ...], postgres: bool, mysql: bool,
-             state: Path) -> None:
+             state: Path, fleet_file: Path) -> None:
     """Start servers and N Envoys reading the export in --dir; stay up until Ctrl-C."""
     from .fleet import Fleet
     from .harness.lifecycle import _wait_for_signal
@@ -139,6 +142,8 @@ def fleet_up(n: int, root: Path, filters: tuple[Path, ...], postgres: bool, mysq
     console.print(f"starting servers and {n} Envoy(s) ...")
     with Fleet(n, root=root, postgres=postgres, mysql=mysql, filters=list(filters)) as fl:
         info = fl.state()
+        fleet_file.write_text(fl.fleet_file(list(filters)))
+        info["fleet_file"] = str(fleet_file.absolute())
         write_state(state, info)
         out = Console(highlight=False)
         out.print(f"[bold]fleet of {n} is up[/] (Ctrl-C stops it); state in {state}")
@@ -146,7 +151,9 @@ def fleet_up(n: int, root: Path, filters: tuple[Path, ...], postgres: bool, mysq
             out.print(f"  {kind:10} 127.0.0.1:{s['port']} (every Envoy), direct {s['direct_port']}")
         for e in info["envoys"]:
             out.print(f"  {e['node']:10} admin {e['admin']}")
-        out.print(f"publish: wirelab xds export ... --out {fl.root}")
+        out.print(f"publish a new version: edit {fleet_file} or the filters, then")
+        out.print(f"  wirelab xds export {fleet_file} --out {fl.root}")
+        out.print(f"  wirelab fleet status --state {state}")
         try:
             _wait_for_signal()
         finally:

@@ -12,6 +12,7 @@ a fleet synced from object storage gets them.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,17 @@ class Fleet:
                 envoy_check: bool = True) -> ExportResult:
         """Export `filters` for this fleet's listeners and switch the Envoys to it."""
         return export(self.spec(filters), self.root, validate=validate, envoy_check=envoy_check)
+
+    def fleet_file(self, filters: Sequence[str | Path]) -> str:
+        """A fleet file (TOML) for this fleet's listeners, to edit and export again."""
+        lines = ["# The fleet started by `wirelab fleet up`: edit, then",
+                 f"#   wirelab xds export THIS_FILE --out {self.root}", ""]
+        for lst in self.spec(filters).listeners:
+            paths = ", ".join(json.dumps(str(Path(e.path).absolute())) for e in lst.filters)
+            lines += ["[[listener]]", f"name = {json.dumps(lst.name)}", f"port = {lst.port}",
+                      f"upstream = {json.dumps(f'{lst.upstream[0]}:{lst.upstream[1]}')}",
+                      f"filters = [{paths}]", ""]
+        return "\n".join(lines)
 
     # --- reading -------------------------------------------------------------
     def port(self, kind: str) -> int:
