@@ -195,6 +195,9 @@ def test_fleet_file_mistakes_are_one_line(tmp_path: Path) -> None:
                      'upstream = "127.0.0.1:5432"\n')
     with pytest.raises(WirelabError, match="needs blob_origin"):
         load_fleet(fleet)
+    fleet.write_text('[[listener]]\nname = "../pg"\nport = 1\nupstream = "127.0.0.1:5432"\n')
+    with pytest.raises(WirelabError, match="listener name '../pg' is not allowed"):
+        load_fleet(fleet)
 
 
 def test_cli_export_then_bootstrap(projects, tmp_path) -> None:

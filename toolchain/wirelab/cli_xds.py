@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -54,11 +55,8 @@ def xds_export(targets: tuple[Path, ...], out: Path, upstream: str | None, liste
             raise WirelabError("--upstream/--listen are for project directories; "
                                "a fleet file names its own listeners")
         spec = load_fleet(targets[0])
-        if code:
-            spec.code = code
-        if blob_origin:
-            spec.blob_origin = blob_origin
-        spec.__post_init__()
+        spec = dataclasses.replace(spec, code=code or spec.code,
+                                   blob_origin=blob_origin or spec.blob_origin)
     else:
         if not upstream:
             raise WirelabError("say where the database is: --upstream HOST:PORT "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..envoy.specs import _check_name
 from ..errors import WirelabError
 from ..harness.filters import _spec_name, resolve_filter
 from . import checks, publish
@@ -55,6 +56,7 @@ def _resolve(entry: FilterEntry, policy: str) -> FilterResource:
         spec = resolved.spec
         wasm, root_id, name = spec.wasm, entry.root_id or spec.root_id, entry.name or spec.name
         config = entry.config if isinstance(entry.config, str) else spec.config
+    _check_name("filter", name)  # it names a file and Envoy stats
     config_json = config if isinstance(config, str) else json.dumps(
         config, separators=(",", ":"), sort_keys=True)
     f = FilterResource(name=name, sha256=publish.sha256_file(wasm), config_json=config_json,

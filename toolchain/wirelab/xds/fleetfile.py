@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..envoy.specs import FAILURE_POLICIES
+from ..envoy.specs import FAILURE_POLICIES, _check_name
 from ..errors import WirelabError
 
 CODE_MODES = ("local", "remote")
@@ -58,6 +58,8 @@ class FleetSpec:
     blob_origin: str | None = None
 
     def __post_init__(self) -> None:
+        for lst in self.listeners:
+            _check_name("listener", lst.name)  # it names clusters and Envoy stats
         if self.code not in CODE_MODES:
             raise WirelabError(f"code = {self.code!r} is unknown: use 'local' or 'remote'")
         if self.code == "remote" and not self.blob_origin:
