@@ -131,12 +131,16 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               help="Write connection details to this JSON file and detach.")
 @click.option("--watch", is_flag=True,
               help="Deliver the filters through ECDS; rebuild and swap one in when it is saved.")
+@click.option("--xds", is_flag=True,
+              help="Envoy reads the filters from an export directory (as `xds export` writes).")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None, watch: bool) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, watch: bool, xds: bool) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
     kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls)
+    if xds:
+        kwargs["xds"] = True
     if watch:
         from .cli_xds import report_change, run_watch
 

@@ -191,7 +191,7 @@ def run_watch(lab_kwargs: dict, report) -> None:
 
     if lab_kwargs.get("backend", "local") != "local":
         raise WirelabError("--watch runs the local backend: drop --backend docker")
-    with Lab(**lab_kwargs, xds=True) as lab:
+    with Lab(**{**lab_kwargs, "xds": True}) as lab:
         def publish() -> tuple[str, list[str]]:
             result = lab.republish()
             return result.version, result.changed
