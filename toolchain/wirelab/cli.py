@@ -149,12 +149,29 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               show_default=True, help="Run project filters as Wasm or as native Envoy modules.")
 @click.option("--prometheus", is_flag=True,
               help="Also start Prometheus (apt-get install prometheus), scraping Envoy every 1 s.")
+@click.option("--watch", is_flag=True,
+              help="Deliver the filters through ECDS; rebuild and swap one in when it is saved.")
+@click.option("--xds", is_flag=True,
+              help="Envoy reads the filters from an export directory (as `xds export` writes).")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None, target: str, prometheus: bool) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, target: str, prometheus: bool,
+       watch: bool, xds: bool) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
     kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target, prometheus)
+    if (xds or watch) and target == "native":
+        raise WirelabError("--xds/--watch deliver Wasm filters only: drop --target native")
+    if xds:
+        kwargs["xds"] = True
+    if watch:
+        from .cli_xds import report_change, run_watch
+
+        if state:
+            raise WirelabError("--watch runs in the foreground: drop --state")
+        console.print("starting servers and Envoy (filters through ECDS) ...")
+        run_watch(kwargs, report_change)
+        return
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
@@ -560,3 +577,14 @@ def test(ctx: click.Context, directory: Path, e2e: bool, target: str) -> None:
     code = run_tests(directory, e2e=e2e, pytest_args=ctx.meta.get("wirelab.pytest_args", []),
                      report=lambda line: click.echo(line, err=True))
     sys.exit(code)
+
+
+# --- xds / fleet (wirelab.cli_xds) -------------------------------------------
+def _register_xds() -> None:
+    from .cli_xds import fleet, xds
+
+    main.add_command(xds)
+    main.add_command(fleet)
+
+
+_register_xds()

@@ -137,9 +137,7 @@ class EnvoyProcess:
             specs.append(ListenerSpec(spec.name, spec.upstream, spec.filters, port))
         self.config_path = self._workdir / "envoy.yaml"
         self.log_path = self._workdir / "envoy.log"
-        self.config_path.write_text(
-            render_bootstrap(specs, self.admin_port, self.stats_flush_interval_ms, self.concurrency)
-        )
+        self.config_path.write_text(self._bootstrap(specs))
         self.stats = StatsClient(self.admin_url, self.log_tail)
         cmd = [
             str(envoy_path()), "-c", str(self.config_path),
@@ -165,6 +163,12 @@ class EnvoyProcess:
         except BaseException:
             self.stop()
             raise
+
+    def _bootstrap(self, specs: list[ListenerSpec]) -> str:
+        """The bootstrap to run (listeners have their ports by now); subclasses swap it."""
+        return render_bootstrap(
+            specs, self.admin_port, self.stats_flush_interval_ms, self.concurrency
+        )
 
     def _wait_ready(self) -> None:
         assert self._proc is not None

@@ -60,6 +60,7 @@ class Lab:
         backend: str = "local",
         target: str = "wasm",
         prometheus: bool = False,
+        xds: bool = False,
     ):
         if not (postgres or mysql):
             raise WirelabError(
@@ -67,6 +68,8 @@ class Lab:
             )
         if backend not in ("local", "docker"):
             raise WirelabError(f"backend {backend!r} is unknown: use 'local' or 'docker'")
+        if xds and backend != "local":
+            raise WirelabError("xds=True runs the local backend: drop backend='docker'")
         self.want_postgres = postgres
         self.want_mysql = mysql
         self.filter_targets = list(filters)
@@ -87,6 +90,9 @@ class Lab:
         self.target = target
         self.want_prometheus = prometheus
         self.prometheus: Any = None  # a wirelab.prometheus.PrometheusServer when asked for
+        # Envoy takes listeners and filters from an export directory (LDS/CDS/ECDS),
+        # the files `wirelab xds export` writes; republish() swaps filters in.
+        self.xds = xds
         self.postgres: Any = None
         self.mysql: Any = None
         self.envoy: EnvoyProcess | EnvoyContainer | None = None
@@ -117,13 +123,7 @@ class Lab:
                 self._start_docker()
             else:
                 self._start_servers()
-                self.envoy = self._stack.enter_context(
-                    EnvoyProcess(
-                        self._listeners(),
-                        concurrency=self.concurrency,
-                        stats_flush_interval_ms=self.stats_flush_interval_ms,
-                    )
-                )
+                self.envoy = self._stack.enter_context(self._new_envoy())
             if self.want_prometheus:
                 self._start_prometheus()
             self.baseline = self.envoy.stats.snapshot()
@@ -134,6 +134,27 @@ class Lab:
 
     def close(self) -> None:
         self._stack.close()
+
+    def _new_envoy(self) -> EnvoyProcess:
+        if self.xds:
+            from ..xds.labpath import LabXdsEnvoy
+
+            return LabXdsEnvoy(self._listeners(), concurrency=self.concurrency,
+                               stats_flush_interval_ms=self.stats_flush_interval_ms)
+        return EnvoyProcess(self._listeners(), concurrency=self.concurrency,
+                            stats_flush_interval_ms=self.stats_flush_interval_ms)
+
+    def republish(self, validate: bool = True, envoy_check: bool = False) -> Any:
+        """Rebuild the filters whose sources changed and swap them in through ECDS
+        (a lab started with `xds=True`); returns the ExportResult."""
+        from ..xds.labpath import LabXdsEnvoy
+
+        if not isinstance(self.envoy, LabXdsEnvoy):
+            raise WirelabError("republish() needs a lab started with xds=True")
+        self.filters = [resolve_filter(t, self.filter_config, self.failure_policy,
+                                       build_target=self.target)
+                        for t in self.filter_targets]
+        return self.envoy.publish(self._listeners(), validate=validate, envoy_check=envoy_check)
 
     def _require_docker(self) -> None:
         """Fail in one line, before any build, when no engine answers."""
