@@ -337,6 +337,10 @@ def test_c_filter_new_build_swaps_in_under_load(fleet: Fleet, projects: dict[str
     assert clients.failures == []
     assert clients.queries > 0
 
+    # The clients' last reads (their Terminate, the server's close) land once their
+    # connections are gone: only the v1 connections may remain open.
+    active = f"listener.127.0.0.1_{fleet.port('postgres')}.downstream_cx_active"
+    assert wait_total(fleet, active, len(old)) == len(old)
     reads0 = total(fleet, "tcp.bytes_counter.reads_total")
     assert reads0 > 0  # the clients' connections after the swap
     for conn in old:  # opened under v1: they still work, and v1 has no reads_total
@@ -346,7 +350,6 @@ def test_c_filter_new_build_swaps_in_under_load(fleet: Fleet, projects: dict[str
     for conn in old:
         conn.close()
     # Whatever version counted it, every byte Envoy carried was counted once.
-    active = f"listener.127.0.0.1_{fleet.port('postgres')}.downstream_cx_active"
     assert wait_total(fleet, active, 0) == 0
     rx = total(fleet, "tcp.postgres.downstream_cx_rx_bytes_total")
     tx = total(fleet, "tcp.postgres.downstream_cx_tx_bytes_total")
