@@ -150,7 +150,8 @@ def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
             out.print(f"  {label:18} {value}")
 
     console.print("starting servers and Envoy ...")
-    run_foreground(kwargs, ready)
+    run_foreground(kwargs, ready,
+                   lambda line: click.echo(f"filter error: {line}", err=True))
 
 
 def _client_command(kind: str, state: Path, direct: bool, args: tuple[str, ...]) -> list[str]:
@@ -240,15 +241,17 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
     from .envoy import StatsClient
     from .harness.state import read_state
 
+    envoy_log = None
     if not admin:
         if not state:
             raise WirelabError("say which Envoy: --admin URL or --state FILE (from `wirelab up`)")
-        admin = read_state(state)["admin"]
+        info = read_state(state)
+        admin, envoy_log = info["admin"], info.get("envoy_log")
     client = StatsClient(admin)
 
     def once() -> None:
         if fmt == "prom":
-            click.echo(statsview.prometheus_text(client, match), nl=False)
+            click.echo(statsview.prometheus_text(client, match, everything), nl=False)
         elif fmt == "json":
             click.echo(statsview.as_json(client.snapshot(), match, everything))
         else:
@@ -257,6 +260,7 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
 
     if not watch:
         once()
+        _report_filter_errors(envoy_log)
         return
     if fmt != "table":
         try:
@@ -275,6 +279,22 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
                 live.update(table())
     except KeyboardInterrupt:
         pass
+
+
+def _report_filter_errors(envoy_log: str | None, limit: int = 10) -> None:
+    """A filter's errors (a Lua error's message, file and line) from the lab's Envoy log,
+    on stderr, so `stats` says why a `script_errors` counter moved."""
+    from .envoy.process import filter_errors
+
+    if not envoy_log or not Path(envoy_log).is_file():
+        return
+    errors = filter_errors(Path(envoy_log).read_text(errors="replace"))
+    if errors:
+        shown = errors[-limit:]
+        click.echo(f"filter errors in Envoy's log ({len(errors)}, last {len(shown)}; "
+                   f"all in {envoy_log}):", err=True)
+        for line in shown:
+            click.echo(f"  {line}", err=True)
 
 
 @main.command()
@@ -356,6 +376,9 @@ def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
     Console().print(table)
     console.print(f"{result.connections} connection(s), {result.bytes:,} bytes in "
                   f"{result.reads} reads, {len(result.logs)} log lines")
+    for level, message in result.logs:
+        if level in ("error", "critical"):
+            click.echo(f"filter {level}: {message}", err=True)
     for trap in result.traps:
         console.print(f"[red]trap:[/red] {trap}")
 
@@ -365,9 +388,12 @@ def _replay_filter(path: Path) -> tuple[Path, object]:
         from .build import build_project
         from .project import Project
 
+        from .harness.filters import plugin_config_for
+
         project = Project.load(path)
         built = build_project(project)
-        return built.wasm, getattr(built, "plugin_config", None) or project.manifest.config
+        # what Envoy gets: a Lua project's config carries its script
+        return built.wasm, plugin_config_for(project)
     if path.suffix != ".wasm":
         raise WirelabError(f"{path}: FILTER must be a project directory or a .wasm file")
     return path, None

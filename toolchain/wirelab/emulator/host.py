@@ -66,6 +66,18 @@ def _encode_property(value: Any) -> bytes:
     return str(value).encode()
 
 
+# Lists that collect every Emulator made while they are registered: the pytest
+# plugin registers one per test to report the filters' errors when it fails.
+watchers: list[list[Emulator]] = []
+
+
+def problems(emulator: Emulator) -> list[str]:
+    """What went wrong inside a filter: error log lines (a Lua error's message, file
+    and line) and traps."""
+    out = [f"{lvl}: {msg}" for lvl, msg in emulator.logs if lvl in ("error", "critical")]
+    return out + [f"trap: {t}" for t in emulator.traps]
+
+
 class Emulator:
     """One plugin in an emulated Envoy, with `workers` VMs (one per worker thread)."""
 
@@ -122,6 +134,8 @@ class Emulator:
         self._resuming: list[Connection] = []
         self._next_conn = 0
         self.connections: list[Connection] = []
+        for watcher in watchers:
+            watcher.append(self)
         try:
             self.module = load_module(self.path)
         except Exception as exc:  # wasmtime's compile errors

@@ -190,10 +190,18 @@ class VM:
                 f"{emu.vm_config[:80]!r}; Envoy would refuse to start (check the VM configuration)"
             )
         self.root.buffers[abi.PLUGIN_CONFIGURATION] = emu.plugin_config
+        logged = len(emu.logs)
         ok = self.invoke("proxy_on_configure", self.root, self.root.id, len(emu.plugin_config))
         del self.root.buffers[abi.PLUGIN_CONFIGURATION]  # Envoy only offers it during configure
         self._check_start("proxy_on_configure")
         if ok == 0:
+            # The filter's own error lines say why (a Lua script's message, file and line).
+            said = [msg for lvl, msg in emu.logs[logged:] if lvl in ("error", "critical")]
+            if said:
+                raise EmulatorError(
+                    f"{emu.path}: the filter refused its configuration: {'; '.join(said)} "
+                    "(Envoy would reject it too; fix what the message names)"
+                )
             raise EmulatorError(
                 f"{emu.path}: proxy_on_configure returned false for plugin config "
                 f"{emu.plugin_config[:80]!r}; Envoy would reject it (fix the plugin configuration)"
