@@ -81,28 +81,33 @@ def doctor(as_json: bool) -> None:
 @click.option("--protocol", default="tcp", show_default=True,
               help="Protocol name stored in the file.")
 def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
-    """Relay clients to a server and record the traffic until Ctrl-C."""
-    import time
+    """Relay clients to a server and record the traffic until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
 
     from .record import Recorder, parse_hostport
 
     rec = Recorder(parse_hostport(listen), parse_hostport(upstream), out=out, protocol=protocol)
+    stop = threading.Event()
+    # SIGTERM is how scripts and CI stop things; SIGINT is set explicitly because a
+    # shell starts background jobs with it ignored, and Python keeps that.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     rec.start()
-    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} (Ctrl-C to stop)")
+    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} "
+                  "(Ctrl-C or SIGTERM stops)")
     last = None
-    try:
-        while True:
-            s = rec.stats
-            now = (s.connections, s.active, s.client_bytes, s.server_bytes)
-            if now != last:
-                console.print(
-                    f"connections {s.connections} (open {s.active}), client→server "
-                    f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
-                )
-                last = now
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    while True:
+        s = rec.stats
+        now = (s.connections, s.active, s.client_bytes, s.server_bytes)
+        if now != last:
+            console.print(
+                f"connections {s.connections} (open {s.active}), client→server "
+                f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
+            )
+            last = now
+        if stop.wait(0.5):
+            break
     conv = rec.stop()
     console.print(f"wrote {out}: {len(conv.connections)} connection(s), {len(conv.events)} events")
 
