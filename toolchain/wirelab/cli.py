@@ -219,7 +219,9 @@ def down(state: Path) -> None:
     from .harness.lifecycle import stop_detached
 
     forced = stop_detached(state)
-    if forced:
+    if forced is None:
+        click.echo(f"no lab was running with state file {state}; nothing to stop")
+    elif forced:
         click.echo(f"stopped (had to kill: {', '.join(forced)})")
     else:
         click.echo("stopped")

@@ -37,6 +37,10 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     config: dict[str, Any] = {}
 
 
+# Fields with a fixed set of values: an error lists them (msgspec's would not).
+_CHOICES = {"language": ("c", "lua"), "protocol": ("tcp", "postgres", "mysql")}
+
+
 class Project:
     """A loaded, validated filter project rooted at `root`."""
 
@@ -48,6 +52,11 @@ class Project:
     def load(cls, directory: str | Path = ".") -> Project:
         root = Path(directory).resolve()
         path = root / MANIFEST
+        if not root.exists():
+            raise WirelabError(
+                f"{directory}: no such directory (pass a filter project directory, or create "
+                "one with `wirelab new NAME`)"
+            )
         if not path.is_file():
             if root.is_file() and root.name == MANIFEST:
                 return cls.load(root.parent)
@@ -59,6 +68,13 @@ class Project:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise WirelabError(f"{path}: invalid TOML: {exc}") from None
+        for key, valid in _CHOICES.items():
+            value = data.get(key) if isinstance(data, dict) else None
+            if value is not None and value not in valid:
+                raise WirelabError(
+                    f"{path}: {key} = {value!r} is not valid: use "
+                    f"{' or '.join(repr(v) for v in valid)}"
+                )
         try:
             manifest = msgspec.convert(data, Manifest)
         except msgspec.ValidationError as exc:

@@ -96,11 +96,19 @@ def start_detached(lab_kwargs: dict[str, Any], state: Path, timeout: float = 300
     raise WirelabError(f"the lab was not ready after {timeout:g} s; its log is {log}")
 
 
-def stop_detached(state: Path, timeout: float = 60.0) -> list[str]:
-    """Stop the lab behind `state`; returns what had to be killed by force."""
+def stop_detached(state: Path, timeout: float = 60.0) -> list[str] | None:
+    """Stop the lab behind `state`; returns what had to be killed by force, or None
+    when no lab was running (no state file, or its processes are gone)."""
     state = Path(state).resolve()
+    if not state.exists():
+        _log_path(state).unlink(missing_ok=True)
+        return None
     data = read_state(state)
     pids: dict[str, int | None] = data.get("pids", {})
+    if not any(pid and psutil.pid_exists(pid) for pid in pids.values()):
+        state.unlink(missing_ok=True)
+        _log_path(state).unlink(missing_ok=True)
+        return None
     forced: list[str] = []
     daemon = pids.get("daemon")
     if daemon and psutil.pid_exists(daemon):
