@@ -46,11 +46,19 @@ def build(directory: Path, as_json: bool, force: bool) -> None:
     from .build import build_project
     from .project import Project
 
-    result = build_project(Project.load(directory), force=force)
+    try:
+        result = build_project(Project.load(directory), force=force)
+    except WirelabError as exc:
+        if not as_json:
+            raise
+        # A CI consumer reads stdout: the failure is JSON too, one error per line.
+        click.echo(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+        sys.exit(exc.exit_code)
     for warning in getattr(result, "warnings", ()):
         click.echo(f"wirelab: warning: {warning}", err=True)
     if as_json:
-        click.echo(json.dumps(result.as_dict()))
+        click.echo(json.dumps({"ok": True, **result.as_dict(),
+                               "warnings": list(getattr(result, "warnings", ()))}))
     else:
         state = "up to date" if result.cached else "built"
         click.echo(f"{state}: {result.wasm} ({result.bytes:,} bytes, {result.seconds:.2f} s)")
