@@ -401,9 +401,8 @@ def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
 def _replay_filter(path: Path) -> tuple[Path, object]:
     if path.is_dir():
         from .build import build_project
-        from .project import Project
-
         from .harness.filters import plugin_config_for
+        from .project import Project
 
         project = Project.load(path)
         built = build_project(project)

@@ -27,7 +27,6 @@ from .render import render_bootstrap
 from .specs import ListenerSpec
 from .stats import StatsClient
 
-
 # Envoy's startup inventory (version, every linked extension, header map sizes):
 # ~100 info lines from server.cc that never explain a failure.
 _STARTUP_INVENTORY = re.compile(r"\]\[info\]\[main\] \[source/server/server\.cc:\d+\]")
