@@ -183,3 +183,43 @@ def test_replay_in_python_refuses_it_too():
     with pytest.raises(WirelabError, match="event 1: data event for connection 0, which was "
                                            "never opened"):
         replay(examples_dir() / "bytes-counter" / "build" / "nothing.wasm", conv)
+
+
+# --- traps name the C functions (and file:line where the debug info is readable) ----
+
+
+def _trapping_project(tmp_path: Path) -> tuple[Path, int]:
+    root = create_project("trapper", "c", "tcp", tmp_path)
+    source = root / "filter.c"
+    marker = "    wl_batch_add(m->bytes[read->dir], (int64_t)read->size);\n"
+    text = source.read_text()
+    assert marker in text
+    source.write_text(text.replace(marker, marker + "    if (read->size == 3) __builtin_trap();\n"))
+    line = next(n for n, ln in enumerate(source.read_text().splitlines(), 1)
+                if "__builtin_trap" in ln)
+    return root, line
+
+
+def test_a_trap_names_the_c_functions(tmp_path: Path):
+    root, _ = _trapping_project(tmp_path)
+    host = load_filter(root)
+    host.connect().downstream(b"abc")
+    (trap,) = host.traps
+    assert trap.callback == "proxy_on_downstream_data"
+    names = [frame.split(" (")[0] for frame in trap.frames]
+    assert names == ["wl_on_data", "wl__data", "wl__on_downstream_data"]
+    # what Envoy loads is stripped; the names sit beside it
+    assert b"wl_on_data" not in (root / "build" / "trapper.wasm").read_bytes()
+    assert (root / "build" / "trapper.debug.wasm").is_file()
+
+
+def test_a_trap_shows_file_and_line(tmp_path: Path):
+    if shutil.which("llvm-symbolizer") is None:
+        pytest.skip("llvm-symbolizer is absent (apt-get install llvm): traps show names only")
+    root, line = _trapping_project(tmp_path)
+    host = load_filter(root)
+    host.connect().downstream(b"abc")
+    assert host.traps[0].frames[0] == f"wl_on_data (filter.c:{line})"
+    assert str(host.traps[0]).startswith(
+        "proxy_on_downstream_data trapped: wasm trap: wasm `unreachable` instruction executed "
+        f"[wl_on_data (filter.c:{line}) <- wl__data (wl_runtime.c:")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError
+from ..wasmfile import debug_path
 from . import cache, validate, zig
 
 
@@ -63,6 +64,7 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
     argv = [*zig.compiler_command(), *plan.flags, "-o", str(tmp), *map(str, plan.sources)]
     try:
         proc = zig.compile_wasm(argv, tmp, plan.root, plan.sources)
+        zig.split_debug(tmp, debug_path(plan.output))
         try:
             validate.validate(tmp)
         except BuildError as exc:

@@ -26,6 +26,7 @@ from ._wasm import load_module
 from .logs import Logs, level_name
 from .metrics import Metrics
 from .shared import EnvoyState
+from .symbols import Symbols
 from .vm import VM, Context, EmulatorError, TrapInfo, random_source
 
 _POLICIES = {
@@ -134,6 +135,7 @@ class Emulator:
         self._resuming: list[Connection] = []
         self._next_conn = 0
         self.connections: list[Connection] = []
+        self.symbols = Symbols(self.path)  # names in trap backtraces, read on a trap
         for watcher in watchers:
             watcher.append(self)
         try:

@@ -161,7 +161,8 @@ class VM:
         try:
             return f(*args)
         except GuestTrap as trap:
-            self.failed = TrapInfo(name, trap.message, trap.frames, self.worker,
+            frames = self.emu.symbols.frames(trap.frames, trap.offsets)
+            self.failed = TrapInfo(name, trap.message, frames, self.worker,
                                    ctx.id if ctx else None)
             self.failed_at_ns = self.state.now_ns
             self.emu._trapped(self, self.failed)
