@@ -29,7 +29,10 @@ from .stats import StatsClient
 
 # Envoy's startup inventory (version, every linked extension, header map sizes):
 # ~100 info lines from server.cc that never explain a failure.
-_STARTUP_INVENTORY = re.compile(r"\]\[info\]\[main\] \[source/server/server\.cc:\d+\]")
+# The entries are indented under two headers; the other startup lines stay.
+_STARTUP_INVENTORY = re.compile(
+    r"\]\[info\]\[main\] \[source/server/server\.cc:\d+\] "
+    r"(?:  |statically linked extensions:|HTTP header map info:)")
 
 
 def useful_log_lines(text: str) -> list[str]:
