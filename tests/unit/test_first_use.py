@@ -223,3 +223,87 @@ def test_a_trap_shows_file_and_line(tmp_path: Path):
     assert str(host.traps[0]).startswith(
         "proxy_on_downstream_data trapped: wasm trap: wasm `unreachable` instruction executed "
         f"[wl_on_data (filter.c:{line}) <- wl__data (wl_runtime.c:")
+
+
+# --- one tag-key rule: wirelab's keys, or keys the project declares ------------------
+
+TENANT_SCRIPT = """\
+local hits = wirelab.counter("hits", { tenant = "acme" })
+function envoy_on_new_connection(conn)
+  hits:inc()
+end
+"""
+
+
+def test_build_refuses_an_undeclared_tag_key(tmp_path: Path):
+    root = _lua_project(tmp_path, TENANT_SCRIPT)
+    result = CliRunner().invoke(main, ["build", str(root)])
+    assert result.exit_code == 1
+    assert result.output == (
+        "wirelab: error: filter.lua:1: tag key 'tenant' is not one of wirelab's (type, verb, "
+        "command, sqlstate, class, code, reason, database, user, direction): declare it in "
+        "wirelab.toml as tag_keys = [\"tenant\"] so Envoy's stats_tags turn it into a label\n")
+
+
+def test_a_declared_tag_key_builds_and_gets_a_stats_tags_rule(tmp_path: Path):
+    root = _lua_project(tmp_path, TENANT_SCRIPT)
+    manifest = root / "wirelab.toml"
+    manifest.write_text(manifest.read_text().replace("[config]", 'tag_keys = ["tenant"]\n\n'
+                                                                  "[config]", 1))
+    built = CliRunner().invoke(main, ["build", str(root)])
+    assert built.exit_code == 0, built.output
+    for extra in ([], ["--bootstrap"]):
+        printed = CliRunner().invoke(main, ["config", str(root), "--upstream", "127.0.0.1:5432",
+                                            *extra])
+        assert printed.exit_code == 0, printed.output
+        assert ('- tag_name: "tenant"\n    regex: "^wasmcustom\\\\..*?(\\\\.tenant=([^.]+))"'
+                in printed.output), printed.output
+
+
+def test_a_c_filter_tag_key_is_checked_too(tmp_path: Path):
+    root = create_project("ckeys", "c", "tcp", tmp_path)
+    source = root / "filter.c"
+    text = source.read_text().replace('"tcp.%s.bytes_total.direction=client"',
+                                      '"tcp.%s.bytes_total.Dir=client"')
+    source.write_text(text)
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if ".Dir=client" in ln)
+    result = CliRunner().invoke(main, ["build", str(root)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"wirelab: error: filter.c:{line}: tag key 'Dir' is not valid: use lowercase letters, "
+        "digits and '_', starting with a letter (docs/metrics-naming.md)\n")
+
+
+# --- the emulator's monotonic clock starts where Envoy's could, not at 0 ------------
+
+CLOCK_FILTER = """\
+#include "wirelab_filter.h"
+
+typedef struct { wl_metric started_s; } metrics;
+WL_PLUGIN_STATE(metrics)
+
+int wl_on_configure(wl_plugin *plugin) {
+    metrics *m = plugin->state;
+    m->started_s = wl_gauge("tcp.clock.started_s");
+    return 1;
+}
+
+void wl_on_new_connection(wl_conn *conn) {
+    metrics *m = conn->plugin->state;
+    wl_metric_set(m->started_s, (int64_t)(conn->started_ns / 1000000000u));
+}
+"""
+
+
+def test_the_monotonic_clock_is_never_zero(tmp_path: Path):
+    from wirelab.emulator.shared import MONOTONIC_START_NS
+
+    root = create_project("clock", "c", "tcp", tmp_path)
+    (root / "filter.c").write_text(CLOCK_FILTER)
+    host = load_filter(root)
+    host.connect()
+    assert host.metrics.gauge("tcp.clock.started_s") == MONOTONIC_START_NS // 10**9 == 3600
+    host.advance(ms=5_000)
+    host.connect()
+    assert host.metrics.gauge("tcp.clock.started_s") == 3605
+    assert host.now_ms == 5_000  # what tests read still counts from 0

@@ -320,12 +320,18 @@ def _report_filter_errors(envoy_log: str | None, limit: int = 10) -> None:
               help="The database server (default: 127.0.0.1:5432 or :3306).")
 @click.option("--failure-policy", type=click.Choice(["FAIL_OPEN", "FAIL_CLOSED", "FAIL_RELOAD"]),
               default="FAIL_OPEN", show_default=True)
+@click.option("--bootstrap", is_flag=True,
+              help="A complete configuration (admin, listener, cluster, stats rules) that "
+                   "`envoy -c` runs as is, instead of pieces to merge.")
+@click.option("--admin-port", type=int, default=9901, show_default=True,
+              help="With --bootstrap: the admin API's port (on 127.0.0.1).")
 def config(directory: Path, listen: int | None, upstream: str | None,
-           failure_policy: str) -> None:
+           failure_policy: str, bootstrap: bool, admin_port: int) -> None:
     """Print Envoy YAML (filter + tcp_proxy + stats_tags) for your own Envoy."""
     from .harness.userconfig import user_config
 
-    click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)
+    click.echo(user_config(directory, listen, upstream, failure_policy, bootstrap, admin_port),
+               nl=False)
 
 
 # --- demo ------------------------------------------------------------------

@@ -7,6 +7,7 @@
     include_dirs = []           # extra -I directories, relative to the project
     cflags = []                 # extra compiler flags
     script = "filter.lua"       # Lua projects: the script
+    tag_keys = ["tenant"]       # tag keys beyond wirelab's own (docs/metrics-naming.md)
     [config]                    # plugin configuration defaults (a JSON object)
     stat_prefix = "demo"
 """
@@ -34,6 +35,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     include_dirs: list[str] = []
     cflags: list[str] = []
     script: str | None = None
+    tag_keys: list[str] = []  # tag keys beyond wirelab's own (docs/metrics-naming.md)
     config: dict[str, Any] = {}
 
 

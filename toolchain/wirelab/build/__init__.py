@@ -26,6 +26,9 @@ BUILDERS: dict[str, Builder] = {"c": build_c, "lua": build_lua}
 
 def build_project(project: Project, force: bool = False) -> BuildResult:
     """Build `project` unless its inputs are unchanged (or `force`)."""
+    from .tagkeys import check_tag_keys
+
+    check_tag_keys(project)  # before compiling: the rule holds for every build
     builder = BUILDERS.get(project.manifest.language)
     if builder is None:
         raise BuildError(

@@ -632,7 +632,7 @@ class VM:
         if clock == abi.CLOCK_REALTIME:
             now = self.state.realtime_ns
         elif clock == abi.CLOCK_MONOTONIC:
-            now = self.state.now_ns
+            now = self.state.monotonic_ns
         else:
             return abi.WASI_INVAL
         try:

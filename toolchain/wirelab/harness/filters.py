@@ -75,6 +75,6 @@ def resolve_filter(
         base = merged
     spec = FilterSpec(
         _spec_name(project.name), project.wasm_path, base, root_id=project.name,
-        failure_policy=failure_policy,
+        failure_policy=failure_policy, tag_keys=tuple(project.manifest.tag_keys),
     )
     return ResolvedFilter(spec, project.manifest.protocol)
