@@ -28,8 +28,8 @@ import wasmtime
 
 from .. import paths
 from ..errors import BuildError
-from ..wasmfile import debug_path
 from ..project import Project
+from ..wasmfile import debug_path
 from . import cache as input_cache
 from . import lua_source, validate, zig
 from .pipeline import BuildResult
