@@ -73,7 +73,7 @@ def test_a_top_level_lua_error_is_shown_by_wirelab_test(tmp_path: Path):
     root = _lua_project(tmp_path, "local n = 1\nundefined_function()\n")
     ran = wirelab("test", str(root))
     assert ran.returncode == 1
-    assert ("the filter refused its configuration: lua error in configuration: "
+    assert ("proxy_on_configure returned false: lua error in configuration: "
             "filter.lua:2: attempt to call a nil value (global 'undefined_function')"
             in ran.stdout), ran.stdout
 

@@ -200,8 +200,8 @@ class VM:
             said = [msg for lvl, msg in emu.logs[logged:] if lvl in ("error", "critical")]
             if said:
                 raise EmulatorError(
-                    f"{emu.path}: the filter refused its configuration: {'; '.join(said)} "
-                    "(Envoy would reject it too; fix what the message names)"
+                    f"{emu.path}: proxy_on_configure returned false: {'; '.join(said)} "
+                    "(Envoy would reject the configuration too; fix what the message names)"
                 )
             raise EmulatorError(
                 f"{emu.path}: proxy_on_configure returned false for plugin config "
