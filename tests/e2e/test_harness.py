@@ -264,6 +264,34 @@ def test_a_lua_error_in_envoy_is_in_the_failure_report_and_in_stats(pytester, tm
             "value (local 'broken') (error #1)\n") in stats.stderr
 
 
+def test_a_foreground_lab_prints_lua_errors_as_they_happen(tmp_path):
+    import psycopg
+
+    from wirelab.scaffold import create_project
+
+    root = create_project("luaboom", "lua", "tcp", tmp_path)
+    (root / "filter.lua").write_text(LUA_CALLBACK_ERROR)
+    proc = subprocess.Popen([*WIRELAB, "up", "--postgres", "--filter", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path)
+    assert proc.stdout is not None
+    try:
+        lines = []
+        while not any("Prometheus" in ln for ln in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        dsn = next(ln for ln in lines if "psql via Envoy" in ln).split("'")[1]
+        with psycopg.connect(dsn) as conn:
+            conn.execute("select 1")
+        line = proc.stdout.readline()  # printed within a second or two
+        assert line == ("filter error: lua error in envoy_on_new_connection: filter.lua:5: "
+                        "attempt to index a nil value (local 'broken') (error #1)\n")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
 def test_config_prints_yaml_that_envoy_accepts():
     proc = subprocess.run([*WIRELAB, "config", str(BYTES_COUNTER), "--upstream",
                            "127.0.0.1:5432"], capture_output=True, text=True, timeout=120)

@@ -23,6 +23,7 @@ _FUNC = re.compile(r"(?:<unknown>!)?<wasm function (\d+)>")
 class Symbols:
     def __init__(self, module: Path):
         self.module = module
+        self._known: dict[tuple[int, ...], list[str | None]] = {}  # a trap may repeat
 
     @cached_property
     def _debug(self) -> tuple[bytes, bytes] | None:
@@ -69,7 +70,13 @@ class Symbols:
         """wasmtime's frames with function names and, where known, file:line."""
         if not frames or (not self.names and self._debug is None):
             return frames
-        lines = self._lines(offsets) if len(offsets) == len(frames) else [None] * len(frames)
+        if len(offsets) != len(frames):
+            lines: list[str | None] = [None] * len(frames)
+        else:
+            key = tuple(offsets)
+            if key not in self._known:
+                self._known[key] = self._lines(offsets)
+            lines = self._known[key]
         out = []
         for text, line in zip(frames, lines, strict=True):
             named = _FUNC.sub(lambda m: self.names.get(int(m.group(1)), m.group(0)), text)
