@@ -273,7 +273,7 @@ def test_a_foreground_lab_prints_lua_errors_as_they_happen(tmp_path):
     (root / "filter.lua").write_text(LUA_CALLBACK_ERROR)
     proc = subprocess.Popen([*WIRELAB, "up", "--postgres", "--filter", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=tmp_path)
+                            cwd=tmp_path, env={**os.environ, "COLUMNS": "400"})  # no wrapping
     assert proc.stdout is not None
     try:
         lines = []
