@@ -215,6 +215,7 @@ class StatsClient:
         Counters move as soon as a filter increments them; histograms only after
         Envoy's next stats flush, hence the polling.
         """
+        __tracebackhide__ = True  # pytest shows the caller's line, not this one's source
         last = self.wait_until(lambda snap: snap.value(name) == value, timeout).value(name)
         if last == value:
             return
