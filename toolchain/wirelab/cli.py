@@ -51,14 +51,24 @@ def build(directory: Path, as_json: bool, force: bool, target: str | None) -> No
     from .project import TARGETS, Project
 
     wanted = list(TARGETS) if target == "all" else [target] if target else None
-    results = build_targets(Project.load(directory), wanted, force=force)
+    try:
+        results = build_targets(Project.load(directory), wanted, force=force)
+    except WirelabError as exc:
+        if not as_json:
+            raise
+        # A CI consumer reads stdout: the failure is JSON too, one error per line.
+        click.echo(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+        sys.exit(exc.exit_code)
     for result in results:
         for warning in getattr(result, "warnings", ()):
             click.echo(f"wirelab: warning: {warning}", err=True)
     if as_json:
-        # one target: its result as before; several: {"wasm": {...}, "native": {...}}
-        out = results[0].as_dict() if len(results) == 1 else {
-            r.target: r.as_dict() for r in results}
+        def one(r: object) -> dict:
+            return {"ok": True, **r.as_dict(), "warnings": list(getattr(r, "warnings", ()))}
+
+        # one target: its result as before; several: {"ok": true, "wasm": {...}, "native": {...}}
+        out = one(results[0]) if len(results) == 1 else {
+            "ok": True, **{r.target: one(r) for r in results}}
         click.echo(json.dumps(out))
     else:
         for result in results:
@@ -91,28 +101,33 @@ def doctor(as_json: bool) -> None:
 @click.option("--protocol", default="tcp", show_default=True,
               help="Protocol name stored in the file.")
 def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
-    """Relay clients to a server and record the traffic until Ctrl-C."""
-    import time
+    """Relay clients to a server and record the traffic until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
 
     from .record import Recorder, parse_hostport
 
     rec = Recorder(parse_hostport(listen), parse_hostport(upstream), out=out, protocol=protocol)
+    stop = threading.Event()
+    # SIGTERM is how scripts and CI stop things; SIGINT is set explicitly because a
+    # shell starts background jobs with it ignored, and Python keeps that.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     rec.start()
-    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} (Ctrl-C to stop)")
+    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} "
+                  "(Ctrl-C or SIGTERM stops)")
     last = None
-    try:
-        while True:
-            s = rec.stats
-            now = (s.connections, s.active, s.client_bytes, s.server_bytes)
-            if now != last:
-                console.print(
-                    f"connections {s.connections} (open {s.active}), client→server "
-                    f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
-                )
-                last = now
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    while True:
+        s = rec.stats
+        now = (s.connections, s.active, s.client_bytes, s.server_bytes)
+        if now != last:
+            console.print(
+                f"connections {s.connections} (open {s.active}), client→server "
+                f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
+            )
+            last = now
+        if stop.wait(0.5):
+            break
     conv = rec.stop()
     console.print(f"wrote {out}: {len(conv.connections)} connection(s), {len(conv.events)} events")
 
@@ -187,7 +202,8 @@ def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
             out.print(f"  {label:18} {value}")
 
     console.print("starting servers and Envoy ...")
-    run_foreground(kwargs, ready)
+    run_foreground(kwargs, ready,
+                   lambda line: click.echo(f"filter error: {line}", err=True))
 
 
 def _client_command(kind: str, state: Path, direct: bool, args: tuple[str, ...]) -> list[str]:
@@ -250,7 +266,9 @@ def down(state: Path) -> None:
     from .harness.lifecycle import stop_detached
 
     forced = stop_detached(state)
-    if forced:
+    if forced is None:
+        click.echo(f"no lab was running with state file {state}; nothing to stop")
+    elif forced:
         click.echo(f"stopped (had to kill: {', '.join(forced)})")
     else:
         click.echo("stopped")
@@ -277,15 +295,17 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
     from .envoy import StatsClient
     from .harness.state import read_state
 
+    envoy_log = None
     if not admin:
         if not state:
             raise WirelabError("say which Envoy: --admin URL or --state FILE (from `wirelab up`)")
-        admin = read_state(state)["admin"]
+        info = read_state(state)
+        admin, envoy_log = info["admin"], info.get("envoy_log")
     client = StatsClient(admin)
 
     def once() -> None:
         if fmt == "prom":
-            click.echo(statsview.prometheus_text(client, match), nl=False)
+            click.echo(statsview.prometheus_text(client, match, everything), nl=False)
         elif fmt == "json":
             click.echo(statsview.as_json(client.snapshot(), match, everything))
         else:
@@ -294,6 +314,7 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
 
     if not watch:
         once()
+        _report_filter_errors(envoy_log)
         return
     if fmt != "table":
         try:
@@ -312,6 +333,22 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
                 live.update(table())
     except KeyboardInterrupt:
         pass
+
+
+def _report_filter_errors(envoy_log: str | None, limit: int = 10) -> None:
+    """A filter's errors (a Lua error's message, file and line) from the lab's Envoy log,
+    on stderr, so `stats` says why a `script_errors` counter moved."""
+    from .envoy.process import filter_errors
+
+    if not envoy_log or not Path(envoy_log).is_file():
+        return
+    errors = filter_errors(Path(envoy_log).read_text(errors="replace"))
+    if errors:
+        shown = errors[-limit:]
+        click.echo(f"filter errors in Envoy's log ({len(errors)}, last {len(shown)}; "
+                   f"all in {envoy_log}):", err=True)
+        for line in shown:
+            click.echo(f"  {line}", err=True)
 
 
 @main.command()
@@ -362,16 +399,18 @@ def top(state: Path | None, admin: str | None, window: float, interval: float | 
 @click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
               show_default=True,
               help="Wasm filter, or the native build (envoy.filters.network.dynamic_modules).")
+@click.option("--bootstrap", is_flag=True,
+              help="A complete configuration (admin, listener, cluster, stats rules) that "
+                   "`envoy -c` runs as is, instead of pieces to merge.")
+@click.option("--admin-port", type=int, default=9901, show_default=True,
+              help="With --bootstrap: the admin API's port (on 127.0.0.1).")
 def config(directory: Path, listen: int | None, upstream: str | None,
-           failure_policy: str, target: str) -> None:
+           failure_policy: str, target: str, bootstrap: bool, admin_port: int) -> None:
     """Print Envoy YAML (filter + tcp_proxy + stats_tags) for your own Envoy."""
     from .harness.userconfig import user_config
 
-    if target == "wasm":
-        click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)
-    else:
-        click.echo(user_config(directory, listen, upstream, failure_policy, target=target),
-                   nl=False)
+    click.echo(user_config(directory, listen, upstream, failure_policy, bootstrap, admin_port,
+                           target=target), nl=False)
 
 
 # --- demo ------------------------------------------------------------------
@@ -507,6 +546,9 @@ def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
     Console().print(table)
     console.print(f"{result.connections} connection(s), {result.bytes:,} bytes in "
                   f"{result.reads} reads, {len(result.logs)} log lines")
+    for level, message in result.logs:
+        if level in ("error", "critical"):
+            click.echo(f"filter {level}: {message}", err=True)
     for trap in result.traps:
         console.print(f"[red]trap:[/red] {trap}")
 
@@ -514,11 +556,13 @@ def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
 def _replay_filter(path: Path) -> tuple[Path, object]:
     if path.is_dir():
         from .build import build_project
+        from .harness.filters import plugin_config_for
         from .project import Project
 
         project = Project.load(path)
         built = build_project(project)
-        return built.wasm, getattr(built, "plugin_config", None) or project.manifest.config
+        # what Envoy gets: a Lua project's config carries its script
+        return built.wasm, plugin_config_for(project)
     if path.suffix != ".wasm":
         raise WirelabError(f"{path}: FILTER must be a project directory or a .wasm file")
     return path, None

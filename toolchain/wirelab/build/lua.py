@@ -29,6 +29,7 @@ import wasmtime
 from .. import paths
 from ..errors import BuildError
 from ..project import Project
+from ..wasmfile import debug_path
 from . import cache as input_cache
 from . import lua_source, validate, zig
 from .pipeline import BuildResult
@@ -45,7 +46,8 @@ EH_FLAGS = (
 )
 COMPILE_FLAGS = ("--target=wasm32-wasi", "-O2", *EH_FLAGS, "-D_WASI_EMULATED_SIGNAL")
 LINK_FLAGS = (
-    "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-s", *EH_FLAGS,
+    # no -s: the names go to runtime-<hash>.debug.wasm (split_debug), traps show them
+    "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", *EH_FLAGS,
     "-lwasi-emulated-signal",
 )
 # setjmp/longjmp lowered to Wasm exceptions throw this tag; something must define it.
@@ -138,6 +140,7 @@ def build_runtime(force: bool = False) -> Path:
     argv = [*zig.compiler_command(), *LINK_FLAGS, "-o", str(tmp), *map(str, objects)]
     try:
         zig.compile_wasm(argv, tmp, lua_runtime_dir(), runtime_srcs)
+        zig.split_debug(tmp, debug_path(out))
         try:
             validate.validate(tmp)
         except BuildError as exc:
@@ -255,6 +258,9 @@ def build_lua(project: Project, force: bool = False) -> BuildResult:
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         shutil.copyfile(runtime, tmp)
         os.replace(tmp, out)
+    if debug_path(runtime).is_file() and (not same_wasm or force
+                                          or not debug_path(out).is_file()):
+        shutil.copyfile(debug_path(runtime), debug_path(out))  # names for traps
     if not same_cfg or force:
         tmp = cfg_out.with_name(f".{cfg_out.name}.{os.getpid()}.tmp")
         tmp.write_text(config_text)

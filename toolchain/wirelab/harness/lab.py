@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..envoy import EnvoyProcess, ListenerSpec, Snapshot, StatsClient
+from ..envoy.process import filter_errors
 from ..errors import WirelabError
 from .filters import ResolvedFilter, resolve_filter
 
@@ -235,6 +236,10 @@ class Lab:
     def log_tail(self, n: int = 60) -> str:
         return self.envoy.log_tail(n) if self.envoy else ""
 
+    def filter_errors(self) -> list[str]:
+        """What the filters logged as errors in Envoy (a Lua error's message, file, line)."""
+        return filter_errors(self.envoy.log_tail(1_000_000)) if self.envoy else []
+
     # --- connection parameters -------------------------------------------------
     @property
     def _envoy(self) -> EnvoyProcess | EnvoyContainer:
@@ -311,6 +316,9 @@ class Lab:
             "filters": [str(f.spec.wasm) for f in self.filters],
             "tls": self.tls,
         }
+        log_path = getattr(self._envoy, "log_path", None)
+        if log_path is not None:
+            out["envoy_log"] = str(log_path)
         if self.docker is not None:
             out["docker"] = self.docker.describe()
         log_path = getattr(self._envoy, "log_path", None)
