@@ -9,6 +9,7 @@
 
 #include "lauxlib.h"
 #include "lua.h"
+#include "statement.h"
 #include "wirelab_filter.h"
 
 #ifndef WL_LUA_DEFAULT_BUDGET
@@ -38,6 +39,8 @@ enum {
     WL_LUA_CB_MYSQL_COMMAND = 1u << 5,
     WL_LUA_CB_MYSQL_RESULT = 1u << 6,
     WL_LUA_CB_MYSQL_EVENT = 1u << 7,
+    WL_LUA_CB_STATEMENT = 1u << 8,   /* envoy_on_statement (a protocol's statement tracker) */
+    WL_LUA_CB_TRANSACTION = 1u << 9, /* envoy_on_transaction */
 };
 
 /* One plugin instance: its Lua VM, limits and built-in metrics. */
@@ -109,7 +112,21 @@ int wl_lua_call_callback(wl_lua_vm *vm, int nargs, const char *what);
 /* Protocol glue (lua_proto.c). */
 void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c);
 void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r);
+void wl_lua_decoder_close(wl_lua_vm *vm, wl_conn *c); /* the connection ended */
 int wl_lua_protocol_supported(wl_lua_protocol proto);
 void wl_lua_proto_open(lua_State *L); /* message objects and helpers */
+
+/* Statement and transaction events (statement.h) for any protocol's tracker
+ * (wl_lua_stmt.c). The tables: */
+void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev);
+void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev);
+/* Inside a running wl_lua_protected() dispatch, with the connection object at
+ * stack index conn_index: calls envoy_on_statement / envoy_on_transaction (if
+ * defined) in its own protected call and budget. */
+void wl_lua_call_stmt(wl_lua_vm *vm, int conn_index, const wl_stmt_event *ev);
+void wl_lua_call_txn(wl_lua_vm *vm, int conn_index, const wl_txn_event *ev);
+/* The same from outside any dispatch: one protected run of its own. */
+void wl_lua_on_stmt(wl_lua_vm *vm, wl_conn *c, const wl_stmt_event *ev);
+void wl_lua_on_txn(wl_lua_vm *vm, wl_conn *c, const wl_txn_event *ev);
 
 #endif

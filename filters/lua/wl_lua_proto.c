@@ -10,6 +10,7 @@
 
 #ifdef WL_LUA_WITH_POSTGRES
 #include "postgres.h"
+#include "postgres_tracker.h"
 #endif
 #ifdef WL_LUA_WITH_MYSQL
 #include "mysql.h"
@@ -307,6 +308,15 @@ static int wl_lua_pg_fields(lua_State *L) {
     return 1;
 }
 
+/* Per connection: the decoder, and the statement tracker when the script
+ * wants statements or transactions (allocated only then). */
+typedef struct {
+    wl_pg_decoder dec;
+    wl_pg_tracker trk;
+} wl_lua_pg_state;
+
+#define WL_LUA_STMT_CBS (WL_LUA_CB_STATEMENT | WL_LUA_CB_TRANSACTION)
+
 typedef struct {
     wl_read *r;
     wl_lua_vm *vm;
@@ -320,29 +330,64 @@ static void wl_lua_pg_event(void *user, const wl_pg_event *ev) {
     wl_lua_vm *vm = x->vm;
     lua_State *L = vm->L;
     if (ev->kind == WL_PG_EV_ERROR) wl_batch_add(vm->m_decoder_errors, 1);
-    if (!x->slot) return; /* decoding without Lua (see wl_lua_decoder_feed) */
-    if (ev->kind == WL_PG_EV_MESSAGE && !vm->pg_want[ev->dir == WL_DIR_SERVER][ev->type]) return;
+    if (x->slot && (vm->callbacks & WL_LUA_CB_PG_MESSAGE) &&
+        (ev->kind != WL_PG_EV_MESSAGE || vm->pg_want[ev->dir == WL_DIR_SERVER][ev->type])) {
 #ifdef WL_LUA_PROFILE
-    extern uint64_t wl_lua_profile_messages;
-    wl_lua_profile_messages++;
+        extern uint64_t wl_lua_profile_messages;
+        wl_lua_profile_messages++;
 #endif
-    /* Stack reserved by the thunk, values already there: nothing here can
-     * raise an error outside the callback's own protected call. */
-    lua_pushvalue(L, 2); /* envoy_on_pg_message */
-    lua_pushvalue(L, 3); /* conn */
-    lua_pushvalue(L, 1); /* the message object */
-    *x->slot = ev;
-    wl_lua_call_callback(vm, 2, "envoy_on_pg_message");
-    *x->slot = NULL;
+        /* Stack reserved by the thunk, values already there: nothing here can
+         * raise an error outside the callback's own protected call. */
+        lua_pushvalue(L, 2); /* envoy_on_pg_message */
+        lua_pushvalue(L, 3); /* conn */
+        lua_pushvalue(L, 1); /* the message object */
+        *x->slot = ev;
+        wl_lua_call_callback(vm, 2, "envoy_on_pg_message");
+        *x->slot = NULL;
+    }
+    /* The tracker sees every event, Lua or not, so it stays in step. */
+    if (vm->callbacks & WL_LUA_STMT_CBS) {
+        wl_lua_pg_state *st = ((wl_lua_conn *)x->c->state)->decoder;
+        wl_pgt_event(&st->trk, ev, st->trk.now);
+    }
 }
 
 static const wl_pg_callbacks wl_lua_pg_callbacks = {wl_lua_pg_event};
 
+/* The tracker's user pointer: the read being fed (statements found while
+ * decoding it are dispatched inside its protected run), or, with no read
+ * (the connection's end, or no Lua stack), the connection alone. */
+typedef struct {
+    wl_lua_pg_feed_ctx *feed;
+    wl_lua_vm *vm;
+    wl_conn *c;
+} wl_lua_pg_trk_ctx;
+
+static void wl_lua_pg_stmt(void *user, const wl_stmt_event *ev) {
+    wl_lua_pg_trk_ctx *t = user;
+    if (t->feed && t->feed->slot) wl_lua_call_stmt(t->vm, 3, ev);
+    else wl_lua_on_stmt(t->vm, t->c, ev); /* no dispatch running: a run of its own */
+}
+
+static void wl_lua_pg_txn(void *user, const wl_txn_event *ev) {
+    wl_lua_pg_trk_ctx *t = user;
+    if (t->feed && t->feed->slot) wl_lua_call_txn(t->vm, 3, ev);
+    else wl_lua_on_txn(t->vm, t->c, ev);
+}
+
+static const wl_stmt_callbacks wl_lua_pg_stmt_callbacks = {wl_lua_pg_stmt, wl_lua_pg_txn};
+
 static void wl_lua_pg_feed(wl_lua_pg_feed_ctx *x) {
-    wl_pg_decoder *d = ((wl_lua_conn *)x->c->state)->decoder;
-    d->user = x; /* this read's events go to this context */
-    wl_pg_feed(d, x->r->dir, x->r->size, wl_read_fetch, x->r);
-    d->user = NULL;
+    wl_lua_pg_state *st = ((wl_lua_conn *)x->c->state)->decoder;
+    wl_lua_pg_trk_ctx t = {x, x->vm, x->c};
+    st->dec.user = x; /* this read's events go to this context */
+    if (x->vm->callbacks & WL_LUA_STMT_CBS) {
+        st->trk.user = &t;
+        wl_pgt_set_time(&st->trk, wl_now_ns());
+    }
+    wl_pg_feed(&st->dec, x->r->dir, x->r->size, wl_read_fetch, x->r);
+    st->dec.user = NULL;
+    if (x->vm->callbacks & WL_LUA_STMT_CBS) st->trk.user = NULL;
 }
 
 /* One protected run per read: every message of the read is dispatched from
@@ -351,7 +396,7 @@ static void wl_lua_pg_feed_thunk(lua_State *L, void *ud) {
     wl_lua_pg_feed_ctx *x = ud;
     luaL_checkstack(L, 8, "message dispatch");
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->ref_message); /* 1 */
-    lua_getglobal(L, "envoy_on_pg_message");                /* 2 */
+    lua_getglobal(L, "envoy_on_pg_message");                /* 2 (nil: statements only) */
     wl_lua_push_conn(L, x->c);                              /* 3 */
     x->slot = lua_touserdata(L, 1);
     x->fed = 1;
@@ -541,10 +586,16 @@ void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c) {
     switch (vm->protocol) {
 #ifdef WL_LUA_WITH_POSTGRES
     case WL_LUA_POSTGRES:
-        if (!(vm->callbacks & WL_LUA_CB_PG_MESSAGE)) return;
-        lc->decoder = malloc(sizeof(wl_pg_decoder));
-        if (lc->decoder) wl_pg_init(lc->decoder, &wl_lua_pg_callbacks, NULL);
+    {
+        if (!(vm->callbacks & (WL_LUA_CB_PG_MESSAGE | WL_LUA_STMT_CBS))) return;
+        int track = (vm->callbacks & WL_LUA_STMT_CBS) != 0;
+        wl_lua_pg_state *st = malloc(track ? sizeof *st : sizeof st->dec);
+        lc->decoder = st;
+        if (!st) return;
+        wl_pg_init(&st->dec, &wl_lua_pg_callbacks, NULL);
+        if (track) wl_pgt_init(&st->trk, &wl_lua_pg_stmt_callbacks, NULL);
         return;
+    }
 #endif
 #ifdef WL_LUA_WITH_MYSQL
     case WL_LUA_MYSQL:
@@ -565,7 +616,7 @@ void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r) {
     switch (vm->protocol) {
 #ifdef WL_LUA_WITH_POSTGRES
     case WL_LUA_POSTGRES:
-        if (wl_pg_active(lc->decoder)) {
+        if (wl_pg_active(&((wl_lua_pg_state *)lc->decoder)->dec)) {
             wl_lua_pg_feed_ctx x = {r, vm, c, NULL, 0};
             wl_lua_protected(vm, "envoy_on_pg_message", wl_lua_pg_feed_thunk, &x);
             /* Failed before decoding (no memory for the stack)? Decode anyway,
@@ -580,5 +631,25 @@ void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r) {
         return;
 #endif
     default: (void)lc; return;
+    }
+}
+
+void wl_lua_decoder_close(wl_lua_vm *vm, wl_conn *c) {
+    wl_lua_conn *lc = c->state;
+    if (!lc->decoder) return;
+    switch (vm->protocol) {
+#ifdef WL_LUA_WITH_POSTGRES
+    case WL_LUA_POSTGRES:
+        if (vm->callbacks & WL_LUA_STMT_CBS) {
+            /* The server rolls back an open transaction when the connection ends. */
+            wl_lua_pg_state *st = lc->decoder;
+            wl_lua_pg_trk_ctx t = {NULL, vm, c};
+            st->trk.user = &t;
+            wl_pgt_close(&st->trk, wl_now_ns());
+            st->trk.user = NULL;
+        }
+        return;
+#endif
+    default: return;
     }
 }

@@ -209,6 +209,8 @@ static const struct {
     {"envoy_on_mysql_command", WL_LUA_CB_MYSQL_COMMAND},
     {"envoy_on_mysql_result", WL_LUA_CB_MYSQL_RESULT},
     {"envoy_on_mysql_event", WL_LUA_CB_MYSQL_EVENT},
+    {"envoy_on_statement", WL_LUA_CB_STATEMENT},
+    {"envoy_on_transaction", WL_LUA_CB_TRANSACTION},
 };
 
 static void wl_lua_copy_field(lua_State *L, int cfg, const char *key, char *out, size_t cap,
@@ -512,6 +514,7 @@ void wl_on_connection_end(wl_conn *c) {
     wl_lua_vm *vm = wl_lua_vm_for(c);
     if (vm) {
         wl_lua_current_context = c->context_id;
+        wl_lua_decoder_close(vm, c); /* last statements and transactions, before envoy_on_close */
         if (vm->callbacks & WL_LUA_CB_CLOSE) wl_lua_protected(vm, "envoy_on_close", wl_lua_close_thunk, c);
         /* Unref outside the budget's reach: give it its own protected run. */
         wl_lua_protected(vm, "connection cleanup", wl_lua_unref_thunk, c);

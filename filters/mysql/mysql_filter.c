@@ -1,10 +1,12 @@
 /* mysql: MySQL / MariaDB metrics filter. Decoder events (filters/protocols/
- * mysql.h) become the stats of mysql_stats.h; see README.md. Traffic is never
- * paused or modified. */
+ * mysql.h) become the command-level stats of mysql_stats.h; the statement
+ * tracker (mysql_tracker.h) turns the same events into the statement and
+ * transaction stats; see README.md. Traffic is never paused or modified. */
 #include <stdio.h>
 #include <string.h>
 
 #include "mysql.h"
+#include "mysql_tracker.h"
 #include "mysql_stats.h"
 #include "wirelab_filter.h"
 
@@ -66,16 +68,13 @@ typedef struct {
 
 typedef struct {
     wl_mysql_decoder dec;
+    wl_mysql_tracker trk;
     wl_conn *conn;
     uint64_t now;                            /* wl_now_ns() of the current callback */
-    uint64_t started[WL_MYSQL_MAX_PENDING];  /* by cmd_no % WL_MYSQL_MAX_PENDING */
     uint8_t db, user;                        /* tag value indexes (OTHER_VALUE when unknown) */
     uint8_t pending_db;                      /* INIT_DB / USE awaiting its OK */
     uint8_t pending_user;                    /* CHANGE_USER awaiting its OK */
     uint8_t have_pending_db, have_pending_user;
-    uint32_t sql_cmd_no;
-    uint16_t sql_len;
-    char sql[SQL_KEEP];
 } conn_state;
 
 WL_PLUGIN_STATE(plugin_state)
@@ -231,15 +230,39 @@ int wl_on_configure(wl_plugin *p) {
 
 static void count(plugin_state *s, int id) { wl_batch_add(s->stat[id], 1); }
 
-static void keep_sql(plugin_state *s, conn_state *cs, const wl_mysql_event *e) {
-    size_t n = e->text_len < (size_t)s->slow_sql_bytes ? e->text_len : (size_t)s->slow_sql_bytes;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)e->text[i];
-        cs->sql[i] = (char)(c < 0x20 || c == 0x7f ? ' ' : c);
+/* A statement the tracker reports: counted as the server counts Com_*. */
+static void on_statement(void *user, const wl_stmt_event *e) {
+    conn_state *cs = user;
+    plugin_state *s = cs->conn->plugin->state;
+    if (!wl_mysql_stmt_counted(e)) return; /* rejected by the parser: not in Com_* */
+    combo *c = combo_for(s, cs);
+    int v = verb_slot(e->kind);
+    uint64_t us = e->end_ns > e->start_ns ? (e->end_ns - e->start_ns) / 1000 : 0;
+    wl_batch_add(c->count[v], 1);
+    wl_metric_record(c->duration[v], us);
+    if (s->slow_us <= 0 || (int64_t)us < s->slow_us) return;
+    count(s, MYSQL_STAT_SLOW_STATEMENTS);
+    unsigned long long ms = (unsigned long long)(us / 1000);
+    if (e->prepared) {
+        wl_warn("mysql.%s: slow statement %llu ms verb=%s prepared", s->prefix, ms, verb_names[v]);
+        return;
     }
-    cs->sql_len = (uint16_t)n;
-    cs->sql_cmd_no = e->cmd_no;
+    char sql[SQL_KEEP];
+    size_t n = e->sql ? (e->sql_len < (size_t)s->slow_sql_bytes ? e->sql_len : (size_t)s->slow_sql_bytes) : 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)e->sql[i];
+        sql[i] = (char)(ch < 0x20 || ch == 0x7f ? ' ' : ch);
+    }
+    wl_warn("mysql.%s: slow statement %llu ms verb=%s: %.*s", s->prefix, ms, verb_names[v], (int)n, sql);
 }
+
+static void on_transaction(void *user, const wl_txn_event *e) {
+    conn_state *cs = user;
+    plugin_state *s = cs->conn->plugin->state;
+    count(s, e->outcome == WL_TXN_COMMIT ? MYSQL_STAT_TRANSACTIONS_COMMITTED : MYSQL_STAT_TRANSACTIONS_ROLLED_BACK);
+}
+
+static const wl_stmt_callbacks stmt_callbacks = {on_statement, on_transaction};
 
 static uint8_t use_target(plugin_state *s, const char *sql, size_t len, int *found) {
     /* "USE db" / "USE `db`": the database the session switches to */
@@ -262,6 +285,8 @@ static uint8_t use_target(plugin_state *s, const char *sql, size_t len, int *fou
 static void on_event(void *ud, const wl_mysql_event *e) {
     conn_state *cs = ud;
     plugin_state *s = cs->conn->plugin->state;
+    /* statements first: one that switches the database still counts under the old one */
+    wl_mysql_tracker_event(&cs->trk, e, cs->now);
     switch (e->type) {
     case WL_MYSQL_EV_GREETING:
         break;
@@ -296,12 +321,10 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         break;
     case WL_MYSQL_EV_COMMAND: {
         wl_batch_add(s->commands[command_slot(e->command)], 1);
-        cs->started[e->cmd_no % WL_MYSQL_MAX_PENDING] = cs->now;
+        if (e->unattributed) count(s, MYSQL_STAT_COMMANDS_UNATTRIBUTED);
         switch (e->command) {
         case WL_MYSQL_COM_QUERY: {
             count(s, e->verb == WL_MYSQL_VERB_UNKNOWN ? MYSQL_STAT_QUERIES_PARSE_ERROR : MYSQL_STAT_QUERIES_PARSED);
-            wl_batch_add(combo_for(s, cs)->count[verb_slot(e->verb)], 1);
-            keep_sql(s, cs, e);
             if (s->tag_db && e->verb == WL_MYSQL_VERB_OTHER) {
                 int found;
                 uint8_t db = use_target(s, e->text, e->text_len, &found);
@@ -310,15 +333,6 @@ static void on_event(void *ud, const wl_mysql_event *e) {
             }
             break;
         }
-        case WL_MYSQL_COM_STMT_EXECUTE:
-        case WL_MYSQL_COM_STMT_BULK_EXECUTE:
-            wl_batch_add(combo_for(s, cs)->count[verb_slot(e->verb)], 1);
-            cs->sql_len = 0;
-            cs->sql_cmd_no = e->cmd_no;
-            break;
-        case WL_MYSQL_COM_STMT_PREPARE:
-            keep_sql(s, cs, e);
-            break;
         case WL_MYSQL_COM_STMT_CLOSE:
             wl_batch_add(s->prepared[PREP_CLOSED], 1);
             break;
@@ -347,7 +361,7 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         break;
     case WL_MYSQL_EV_COMMAND_DONE: {
         if (e->outcome == WL_MYSQL_OUTCOME_NONE) break; /* no answer: nothing to time */
-        uint64_t us = (cs->now - cs->started[e->cmd_no % WL_MYSQL_MAX_PENDING]) / 1000;
+        uint64_t us = cs->now > e->started ? (cs->now - e->started) / 1000 : 0;
         wl_metric_record(s->command_us[command_slot(e->command)], us);
         if (e->rows) wl_batch_add(s->stat[MYSQL_STAT_ROWS_RETURNED], (int64_t)e->rows);
         if (e->affected_rows) wl_batch_add(s->stat[MYSQL_STAT_ROWS_AFFECTED], (int64_t)e->affected_rows);
@@ -355,30 +369,11 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         int ok = e->outcome == WL_MYSQL_OUTCOME_OK;
         /* a failed COM_CHANGE_USER was counted at WL_MYSQL_EV_LOGIN_FAILED */
         if (!ok && e->command != WL_MYSQL_COM_CHANGE_USER) wl_batch_add(s->errors[error_slot(e->err_code)], 1);
-        int statement = e->command == WL_MYSQL_COM_QUERY || e->command == WL_MYSQL_COM_STMT_EXECUTE ||
-                        e->command == WL_MYSQL_COM_STMT_BULK_EXECUTE;
         if (e->command == WL_MYSQL_COM_STMT_PREPARE && ok) wl_batch_add(s->prepared[PREP_PREPARED], 1);
         if (e->command == WL_MYSQL_COM_STMT_EXECUTE && ok) wl_batch_add(s->prepared[PREP_EXECUTED], 1);
         if (e->command == WL_MYSQL_COM_INIT_DB || e->command == WL_MYSQL_COM_QUERY) {
             if (ok && cs->have_pending_db) cs->db = cs->pending_db;
             cs->have_pending_db = 0;
-        }
-        if (!statement) break;
-        combo *c = combo_for(s, cs);
-        wl_metric_record(c->duration[verb_slot(e->verb)], us);
-        if (ok && e->verb == WL_MYSQL_VERB_COMMIT) count(s, MYSQL_STAT_TRANSACTIONS_COMMITTED);
-        if (ok && e->verb == WL_MYSQL_VERB_ROLLBACK) count(s, MYSQL_STAT_TRANSACTIONS_ROLLED_BACK);
-        if (s->slow_us > 0 && (int64_t)us >= s->slow_us) {
-            count(s, MYSQL_STAT_SLOW_STATEMENTS);
-            unsigned long long ms = (unsigned long long)(us / 1000);
-            const char *verb = verb_names[verb_slot(e->verb)];
-            if (e->command == WL_MYSQL_COM_QUERY) {
-                int n = cs->sql_cmd_no == e->cmd_no ? (int)cs->sql_len : 0;
-                wl_warn("mysql.%s: slow statement %llu ms verb=%s: %.*s", s->prefix, ms, verb, n, cs->sql);
-            } else {
-                wl_warn("mysql.%s: slow statement %llu ms verb=%s prepared stmt_id=%u", s->prefix, ms, verb,
-                        e->stmt_id);
-            }
         }
         break;
     }
@@ -401,6 +396,7 @@ void wl_on_new_connection(wl_conn *c) {
     cs->conn = c;
     cs->db = cs->user = OTHER_VALUE;
     wl_mysql_init(&cs->dec, on_event, cs);
+    wl_mysql_tracker_init(&cs->trk, &stmt_callbacks, cs);
     count(s, MYSQL_STAT_SESSIONS);
     wl_metric_add(s->stat[MYSQL_STAT_SESSIONS_ACTIVE], 1); /* gauges are never held */
 }
@@ -411,11 +407,15 @@ void wl_on_data(wl_conn *c, wl_read *r) {
     wl_batch_add(s->bytes[r->dir], (int64_t)r->size);
     if (!wl_mysql_active(&cs->dec) || r->size == 0) return;
     cs->now = wl_now_ns();
+    wl_mysql_set_clock(&cs->dec, cs->now);
     wl_mysql_feed(&cs->dec, r->dir, r->size, wl_read_fetch, r);
 }
 
 void wl_on_connection_end(wl_conn *c) {
     plugin_state *s = c->plugin->state;
+    conn_state *cs = c->state;
+    wl_mysql_tracker_end(&cs->trk, wl_now_ns()); /* cursors still open */
+    wl_mysql_release(&cs->dec);
     /* a closed connection's counts are all visible once sessions_active drops */
     wl_batch_flush();
     wl_metric_add(s->stat[MYSQL_STAT_SESSIONS_ACTIVE], -1);

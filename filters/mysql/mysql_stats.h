@@ -30,7 +30,8 @@
     X(TRANSACTIONS_COMMITTED, COUNTER, "transactions_committed")  \
     X(TRANSACTIONS_ROLLED_BACK, COUNTER, "transactions_rolled_back") \
     X(LOCAL_INFILE_REQUESTS, COUNTER, "local_infile_requests")  \
-    X(SLOW_STATEMENTS, COUNTER, "slow_statements")
+    X(SLOW_STATEMENTS, COUNTER, "slow_statements")              \
+    X(COMMANDS_UNATTRIBUTED, COUNTER, "commands_unattributed")
 
 enum {
 #define MYSQL_STAT_ENUM(id, kind, name) MYSQL_STAT_##id,

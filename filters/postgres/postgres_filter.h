@@ -4,15 +4,12 @@
 #define WIRELAB_POSTGRES_FILTER_H
 
 #include "postgres.h"
+#include "postgres_tracker.h"
 #include "postgres_stats.h"
 #include "wirelab_filter.h"
 
-/* Statements awaiting their completion per connection (pipelining depth). */
-#define PGF_QUEUE 32
-/* SQL bytes kept per pending statement for the slow-statement log. */
-#define PGF_SQL_KEEP 128
-/* Named prepared statements remembered per connection (SQL prefix, kind). */
-#define PGF_NAMED 8
+/* SQL bytes the tracker keeps per statement, for the slow-statement log. */
+#define PGF_SQL_KEEP WL_PGT_SQL
 /* Cap on tags.max_values. */
 #define PGF_MAX_TAG_VALUES 32
 #define PGF_TAG_LEN 48

@@ -1,6 +1,7 @@
 /* MySQL / MariaDB protocol decoder: see mysql.h. */
 #include "mysql.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 enum { PH_GREETING = 0, PH_LOGIN, PH_AUTH, PH_COMMAND, PH_STOPPED };
@@ -15,6 +16,7 @@ enum {
     RS_FIELDS,     /* COM_FIELD_LIST definitions */
     RS_AUTH,       /* COM_CHANGE_USER authentication exchange */
     RS_INFILE,     /* waiting for the client's LOCAL INFILE upload */
+    RS_LOST,       /* the answer of an unattributed command: skipped by sequence id */
 };
 enum { PREP_PARAMS = 0, PREP_PARAMS_EOF, PREP_COLS, PREP_COLS_EOF };
 
@@ -158,13 +160,18 @@ static const char *const other_words[] = {
     "stop", "truncate", "uninstall", "unlock", "use", "xa",
 };
 
-wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
+static wl_mysql_verb classify(const char *sql, size_t len, uint8_t *is_call) {
     const uint8_t *s = (const uint8_t *)sql;
+    *is_call = 0;
     if (!s) return WL_MYSQL_VERB_UNKNOWN;
     char w[16];
     size_t i = 0;
     size_t k = word(s, len, &i, w, sizeof w);
     if (k == 0 || k > sizeof w) return WL_MYSQL_VERB_UNKNOWN;
+    if (weq(w, k, "call")) {
+        *is_call = 1;
+        return WL_MYSQL_VERB_OTHER;
+    }
     if (weq(w, k, "select") || weq(w, k, "with") || weq(w, k, "values") || weq(w, k, "table"))
         return WL_MYSQL_VERB_SELECT;
     if (weq(w, k, "insert")) return WL_MYSQL_VERB_INSERT;
@@ -191,6 +198,11 @@ wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
     for (size_t j = 0; j < sizeof other_words / sizeof other_words[0]; j++)
         if (weq(w, k, other_words[j])) return WL_MYSQL_VERB_OTHER;
     return WL_MYSQL_VERB_UNKNOWN;
+}
+
+wl_mysql_verb wl_mysql_classify(const char *sql, size_t len) {
+    uint8_t is_call;
+    return classify(sql, len, &is_call);
 }
 
 const char *wl_mysql_verb_name(wl_mysql_verb v) {
@@ -245,6 +257,479 @@ static uint8_t stmt_verb(const wl_mysql_decoder *d, uint32_t id) {
 static void stmt_forget(wl_mysql_decoder *d, uint32_t id) {
     for (int i = 0; i < WL_MYSQL_MAX_STMTS; i++)
         if (d->stmts[i].used && d->stmts[i].id == id) d->stmts[i].used = 0;
+}
+
+
+/* ------------------------------------------------------ pending commands */
+
+static wl_mysql_pending *pend_buf(wl_mysql_decoder *d) { return d->pend ? d->pend : d->pend_inline; }
+
+static wl_mysql_pending *pend_at(wl_mysql_decoder *d, uint32_t i) {
+    return &pend_buf(d)[(d->pend_head + i) % d->pend_cap];
+}
+
+static wl_mysql_pending *pend_tail(wl_mysql_decoder *d) {
+    return d->pend_count ? pend_at(d, d->pend_count - 1) : NULL;
+}
+
+/* Double the ring (in order, head at 0); 0 at the cap or without memory. */
+static int pend_grow(wl_mysql_decoder *d) {
+    if (d->pend_cap >= WL_MYSQL_PENDING_MAX_RUNS) return 0;
+    uint32_t cap = d->pend_cap * 2 > WL_MYSQL_PENDING_MAX_RUNS ? WL_MYSQL_PENDING_MAX_RUNS : d->pend_cap * 2;
+    wl_mysql_pending *n = malloc((size_t)cap * sizeof *n);
+    if (!n) return 0;
+    for (uint32_t i = 0; i < d->pend_count; i++) n[i] = *pend_at(d, i);
+    free(d->pend);
+    d->pend = n;
+    d->pend_cap = cap;
+    d->pend_head = 0;
+    return 1;
+}
+
+static void pend_pop(wl_mysql_decoder *d) {
+    d->pend_head = (d->pend_head + 1) % d->pend_cap;
+    if (--d->pend_count == 0) { /* drained: back to the inline ring */
+        free(d->pend);
+        d->pend = NULL;
+        d->pend_cap = WL_MYSQL_PENDING_INLINE;
+        d->pend_head = 0;
+    }
+}
+
+static int same_run(const wl_mysql_pending *a, const wl_mysql_pending *p) {
+    return a->lost == 0 && !a->splitting && a->nverbs == 0 && !p->splitting && p->nverbs == 0 &&
+           a->command == p->command && a->verb == p->verb && a->stmt_id == p->stmt_id &&
+           a->resp_seq == p->resp_seq && a->cursor == p->cursor && a->is_call == p->is_call &&
+           a->clock == p->clock && a->cmd_no + a->count == p->cmd_no && a->count < 0xffffffffu;
+}
+
+/* Queue a command awaiting its answer; 0 when there is no room (unattributed). */
+static int enqueue_command(wl_mysql_decoder *d, const wl_mysql_pending *p) {
+    wl_mysql_pending *t = pend_tail(d);
+    if (t && !d->side[WL_DIR_CLIENT].cont && same_run(t, p)) {
+        t->count++;
+        return 1;
+    }
+    if (d->pend_count == d->pend_cap && !pend_grow(d)) {
+        t->lost++;
+        return 0;
+    }
+    *pend_at(d, d->pend_count) = *p;
+    d->pend_count++;
+    return 1;
+}
+
+/* ------------------------------------------- verbs of multi-statement queries */
+
+static uint8_t *verbs_buf(wl_mysql_decoder *d) { return d->verbs ? d->verbs : d->verbs_inline; }
+
+static int verbs_push(wl_mysql_decoder *d, uint8_t v) {
+    if (d->verbs_count == d->verbs_cap) {
+        if (d->verbs_cap >= WL_MYSQL_VERBS_MAX) return 0;
+        uint32_t cap = d->verbs_cap * 4 > WL_MYSQL_VERBS_MAX ? WL_MYSQL_VERBS_MAX : d->verbs_cap * 4;
+        uint8_t *n = malloc(cap);
+        if (!n) return 0;
+        uint8_t *b = verbs_buf(d);
+        for (uint32_t i = 0; i < d->verbs_count; i++) n[i] = b[(d->verbs_head + i) % d->verbs_cap];
+        free(d->verbs);
+        d->verbs = n;
+        d->verbs_cap = cap;
+        d->verbs_head = 0;
+    }
+    verbs_buf(d)[(d->verbs_head + d->verbs_count) % d->verbs_cap] = v;
+    d->verbs_count++;
+    return 1;
+}
+
+static void verbs_pop(wl_mysql_decoder *d, uint32_t n) {
+    if (n > d->verbs_count) n = d->verbs_count;
+    d->verbs_head = (d->verbs_head + n) % d->verbs_cap;
+    d->verbs_count -= n;
+    if (d->verbs_count == 0) {
+        free(d->verbs);
+        d->verbs = NULL;
+        d->verbs_cap = WL_MYSQL_VERBS_INLINE;
+        d->verbs_head = 0;
+    }
+}
+
+#define VERB_CALL 0x80 /* verb byte flag: the statement is a CALL */
+
+/* Verb byte (with VERB_CALL) of statement i of the command being answered. */
+static uint8_t cur_verb_at(wl_mysql_decoder *d, uint32_t i) {
+    if (d->cur.nverbs) {
+        if (i >= d->cur.nverbs) return WL_MYSQL_VERB_UNKNOWN;
+        return verbs_buf(d)[(d->verbs_head + i) % d->verbs_cap];
+    }
+    if (i > 0) return WL_MYSQL_VERB_UNKNOWN;
+    return (uint8_t)(d->cur.verb | (d->cur.is_call ? VERB_CALL : 0));
+}
+
+/* ------------------------------------------------- statement boundaries */
+
+enum {
+    SM_CODE = 0, SM_SQ, SM_DQ, SM_BQ, SM_LINE, SM_BLOCK, SM_BLOCK_STAR,
+    SM_DASH1, SM_DASH2, SM_SLASH, SM_SLASH_STAR, SM_SLASH_STAR_M, SM_EXEC_VER, SM_EXEC_STAR,
+};
+
+/* Byte classes of the splitter's code state. */
+enum { CL_OTHER = 0, CL_WORD, CL_SPACE, CL_SPECIAL };
+
+/* class of each byte: 1 word (letters, digits, _, $, >= 0x80), 2 blank, 3 quote / comment /
+ * operator start / ";", 0 other */
+static const uint8_t class_table[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 3, 3, 1, 0, 0, 3, 0, 0, 3, 0, 0, 3, 0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 3, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+    3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Bytes that matter in code past a statement's head: quotes, comment and operator starts,
+ * ';', and the first letters of BEGIN, CASE and END. */
+static const uint8_t stop_table[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* Index of the first x or y in b[i..n) (n if none), eight bytes at a time. */
+static size_t find2(const uint8_t *b, size_t i, size_t n, uint8_t x, uint8_t y) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    const uint64_t mx = ones * x, my = ones * y;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, a, c;
+        memcpy(&w, b + i, 8);
+        a = w ^ mx;
+        c = w ^ my;
+        if (((a - ones) & ~a & highs) | ((c - ones) & ~c & highs)) break; /* a zero byte: x or y here */
+    }
+    while (i < n && b[i] != x && b[i] != y) i++;
+    return i;
+}
+
+/* A keyword packed as the splitter packs words (lower case, little-endian, <= 8 bytes). */
+#define KW2(a, b) ((uint64_t)(a) | (uint64_t)(b) << 8)
+#define KW3(a, b, c) (KW2(a, b) | (uint64_t)(c) << 16)
+#define KW4(a, b, c, d) (KW3(a, b, c) | (uint64_t)(d) << 24)
+#define KW5(a, b, c, d, e) (KW4(a, b, c, d) | (uint64_t)(e) << 32)
+#define KW6(a, b, c, d, e, f) (KW5(a, b, c, d, e) | (uint64_t)(f) << 40)
+
+static void split_capture(wl_mysql_splitter *sp, uint8_t c) {
+    if (sp->head_len < WL_MYSQL_SPLIT_HEAD) sp->head[sp->head_len++] = (char)c;
+}
+
+static void split_code(wl_mysql_splitter *sp, uint8_t c) {
+    sp->has_code = sp->has_any = 1;
+    split_capture(sp, c);
+}
+
+/* A comment between code: the head keeps a blank in its place. */
+static void split_comment(wl_mysql_splitter *sp) {
+    sp->has_any = 1;
+    if (sp->has_code) split_capture(sp, ' ');
+}
+
+/* A word of code ended: track BEGIN ... END bodies, which are not split. */
+static void split_word(wl_mysql_splitter *sp) {
+    if (sp->wlen == 0) return;
+    uint64_t w = sp->wlen <= 8 ? sp->word : 0; /* longer words are no keyword here */
+    sp->wlen = 0;
+    sp->word = 0;
+    if (sp->first_word == 0) {
+        sp->is_xa = w == KW2('x', 'a');
+        sp->begin_first = w == KW5('b', 'e', 'g', 'i', 'n');
+        sp->is_call_first = w == KW4('c', 'a', 'l', 'l');
+        sp->first_word = 1;
+    } else if (sp->begin_first) { /* BEGIN NOT ATOMIC opens a block; BEGIN [WORK] a transaction */
+        sp->begin_first = 0;
+        if (w == KW3('n', 'o', 't')) sp->depth++;
+    } else if (sp->after_end) {   /* END IF / LOOP / WHILE / REPEAT / FOR close what was not counted */
+        sp->after_end = 0;
+        if (!(w == KW2('i', 'f') || w == KW4('l', 'o', 'o', 'p') || w == KW5('w', 'h', 'i', 'l', 'e') ||
+              w == KW6('r', 'e', 'p', 'e', 'a', 't') || w == KW3('f', 'o', 'r')) &&
+            sp->depth > 0)
+            sp->depth--;
+    } else if (w == KW5('b', 'e', 'g', 'i', 'n') && !sp->is_xa) {
+        sp->depth++;
+    } else if (w == KW4('c', 'a', 's', 'e')) {
+        sp->depth++;
+    } else if (w == KW3('e', 'n', 'd') && sp->depth > 0) {
+        sp->after_end = 1;
+    }
+}
+
+/* A plain END (followed by punctuation): closes BEGIN or CASE. */
+static void split_settle_end(wl_mysql_splitter *sp) {
+    if (sp->after_end) {
+        sp->after_end = 0;
+        if (sp->depth > 0) sp->depth--;
+    }
+    sp->begin_first = 0;
+}
+
+static void split_statement(wl_mysql_decoder *d, int terminated) {
+    wl_mysql_splitter *sp = &d->split;
+    if (sp->has_any || terminated) {
+        uint8_t v = sp->has_code ? (uint8_t)wl_mysql_classify(sp->head, sp->head_len) : WL_MYSQL_VERB_UNKNOWN;
+        if (sp->is_call_first) v |= VERB_CALL;
+        if (sp->store) {
+            if (verbs_push(d, v)) sp->stored++;
+            else sp->store = 0; /* no room: later statements of this query have no verb */
+        }
+        sp->count++;
+    }
+    sp->has_code = sp->has_any = 0;
+    sp->first_word = sp->begin_first = sp->after_end = sp->is_xa = sp->is_call_first = 0;
+    sp->head_len = 0;
+    sp->wlen = 0;
+    sp->word = 0;
+}
+
+static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
+    wl_mysql_splitter *sp = &d->split;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = b[i];
+    again:
+        switch (sp->mode) {
+        case SM_CODE: {
+            if (sp->head_len == WL_MYSQL_SPLIT_HEAD && sp->wlen == 0 && !sp->after_end && !sp->begin_first) {
+                /* past the head only quotes, comments, ';' and BEGIN / CASE / END matter */
+                size_t j = i;
+                for (;;) {
+                    while (j < n && !stop_table[b[j]]) j++;
+                    if (j < n && class_table[b[j]] == CL_WORD && j > i && class_table[b[j - 1]] == CL_WORD) {
+                        j++; /* a b, c or e inside a word */
+                        continue;
+                    }
+                    break;
+                }
+                if (j > i) {
+                    if (j == n && class_table[b[n - 1]] == CL_WORD) sp->wlen = 9; /* a word goes on */
+                    i = j - 1;
+                    continue;
+                }
+            }
+            uint8_t cl = class_table[c];
+            if (cl == CL_WORD) { /* the whole run of word bytes */
+                size_t j = i;
+                do {
+                    if (sp->wlen < 8) sp->word |= (uint64_t)(b[j] | 0x20) << (8 * sp->wlen);
+                    if (sp->wlen < 0xff) sp->wlen++;
+                    j++;
+                } while (j < n && class_table[b[j]] == CL_WORD);
+                sp->has_code = sp->has_any = 1;
+                size_t room = WL_MYSQL_SPLIT_HEAD - sp->head_len;
+                if (room) {
+                    size_t k = j - i < room ? j - i : room;
+                    memcpy(sp->head + sp->head_len, b + i, k);
+                    sp->head_len = (uint8_t)(sp->head_len + k);
+                }
+                i = j - 1;
+                continue;
+            }
+            split_word(sp);
+            if (cl == CL_SPACE) {
+                if (sp->has_code) split_capture(sp, ' ');
+                continue;
+            }
+            if (cl == CL_OTHER) {
+                split_settle_end(sp);
+                split_code(sp, c);
+                continue;
+            }
+            switch (c) {
+            case '\'': sp->mode = SM_SQ; break;
+            case '"': sp->mode = SM_DQ; break;
+            case '`': sp->mode = SM_BQ; break;
+            case '#': sp->mode = SM_LINE; split_comment(sp); continue;
+            case '-': sp->mode = SM_DASH1; continue;
+            case '/': sp->mode = SM_SLASH; continue;
+            case '*':
+                if (sp->in_exec) {
+                    sp->mode = SM_EXEC_STAR;
+                    continue;
+                }
+                break;
+            case ';':
+                split_settle_end(sp);
+                if (sp->depth == 0) {
+                    split_statement(d, 1);
+                    continue;
+                }
+                break;
+            default:
+                break;
+            }
+            split_settle_end(sp);
+            split_code(sp, c);
+            continue;
+        }
+        case SM_SQ:
+        case SM_DQ:
+        case SM_BQ: {
+            uint8_t q = sp->mode == SM_SQ ? '\'' : sp->mode == SM_DQ ? '"' : '`';
+            uint8_t bs = sp->mode == SM_BQ ? q : '\\'; /* backquotes have no escapes */
+            size_t j = i;
+            if (sp->esc) { /* the byte after a backslash */
+                sp->esc = 0;
+                j++;
+            }
+            j = find2(b, j, n, q, bs);
+            size_t room = WL_MYSQL_SPLIT_HEAD - sp->head_len;
+            size_t k = (j < n ? j + 1 : n) - i;
+            if (k > room) k = room;
+            memcpy(sp->head + sp->head_len, b + i, k);
+            sp->head_len = (uint8_t)(sp->head_len + k);
+            if (j >= n) {
+                i = n;
+                continue;
+            }
+            if (b[j] == q) sp->mode = SM_CODE;
+            else sp->esc = 1;
+            i = j;
+            continue;
+        }
+        case SM_LINE: {
+            const uint8_t *nl = memchr(b + i, '\n', n - i);
+            if (!nl) {
+                i = n;
+                continue;
+            }
+            i = (size_t)(nl - b);
+            sp->mode = SM_CODE;
+            continue;
+        }
+        case SM_BLOCK:
+            if (c == '*') sp->mode = SM_BLOCK_STAR;
+            continue;
+        case SM_BLOCK_STAR:
+            if (c == '/') sp->mode = SM_CODE;
+            else if (c != '*') sp->mode = SM_BLOCK;
+            continue;
+        case SM_DASH1:
+            if (c == '-') {
+                sp->mode = SM_DASH2;
+                continue;
+            }
+            sp->mode = SM_CODE;
+            split_settle_end(sp);
+            split_code(sp, '-');
+            goto again;
+        case SM_DASH2:
+            if (c <= 0x20) { /* "-- " starts a comment; "--x" is two minus signs */
+                split_comment(sp);
+                sp->mode = c == '\n' ? SM_CODE : SM_LINE;
+                continue;
+            }
+            sp->mode = SM_CODE;
+            split_settle_end(sp);
+            split_code(sp, '-');
+            split_code(sp, '-');
+            goto again;
+        case SM_SLASH:
+            if (c == '*') {
+                sp->mode = SM_SLASH_STAR;
+                continue;
+            }
+            sp->mode = SM_CODE;
+            split_settle_end(sp);
+            split_code(sp, '/');
+            goto again;
+        case SM_SLASH_STAR:
+            if (c == '!') {
+                sp->in_exec = 1; /* executable comment: its body is code */
+                sp->mode = SM_EXEC_VER;
+                continue;
+            }
+            if (c == 'M') {
+                sp->mode = SM_SLASH_STAR_M;
+                continue;
+            }
+            split_comment(sp);
+            sp->mode = SM_BLOCK;
+            goto again;
+        case SM_SLASH_STAR_M:
+            if (c == '!') {
+                sp->in_exec = 1;
+                sp->mode = SM_EXEC_VER;
+                continue;
+            }
+            split_comment(sp);
+            sp->mode = SM_BLOCK;
+            goto again;
+        case SM_EXEC_VER:
+            if (is_digit(c)) continue;
+            sp->mode = SM_CODE;
+            goto again;
+        case SM_EXEC_STAR:
+            if (c == '/') {
+                sp->in_exec = 0;
+                sp->mode = SM_CODE;
+                if (sp->has_code) split_capture(sp, ' ');
+                continue;
+            }
+            sp->mode = SM_CODE;
+            split_settle_end(sp);
+            split_code(sp, '*');
+            goto again;
+        default:
+            sp->mode = SM_CODE;
+            goto again;
+        }
+    }
+}
+
+/* The text of the COM_QUERY being split ended. */
+static void split_finish(wl_mysql_decoder *d) {
+    wl_mysql_splitter *sp = &d->split;
+    if (!sp->active) return;
+    switch (sp->mode) {
+    case SM_DASH1: split_code(sp, '-'); break;
+    case SM_SLASH: split_code(sp, '/'); break;
+    case SM_DASH2: split_comment(sp); break;
+    default: break;
+    }
+    split_word(sp);
+    split_settle_end(sp);
+    split_statement(d, 0);
+    sp->active = 0;
+    wl_mysql_pending *t = sp->queued ? pend_tail(d) : NULL;
+    if (!t || !t->splitting) return;
+    t->splitting = 0;
+    t->nverbs = sp->stored;
+    if (sp->stored == 1 && sp->count == 1 && d->verbs_count > 0 &&
+        verbs_buf(d)[(d->verbs_head + d->verbs_count - 1) % d->verbs_cap] ==
+            (uint8_t)(t->verb | (t->is_call ? VERB_CALL : 0))) {
+        /* one statement: its verb is the command's; the run may join the one before */
+        d->verbs_count--;
+        if (d->verbs_count == 0) verbs_pop(d, 0);
+        t->nverbs = 0;
+        if (d->pend_count >= 2) {
+            wl_mysql_pending *prev = pend_at(d, d->pend_count - 2);
+            if (same_run(prev, t)) {
+                prev->count++;
+                d->pend_count--;
+            }
+        }
+    }
+}
+
+/* Start splitting the COM_QUERY just queued (queued: it is the queue's tail). */
+static void split_start(wl_mysql_decoder *d, int queued) {
+    wl_mysql_splitter *sp = &d->split;
+    memset(sp, 0, sizeof *sp);
+    sp->active = 1;
+    sp->queued = (uint8_t)queued;
+    sp->store = (uint8_t)queued;
 }
 
 /* ---------------------------------------------------------------- packets */
@@ -304,6 +789,12 @@ static void response_done(wl_mysql_decoder *d, wl_mysql_outcome outcome, const w
     ev.affected_rows = d->total_affected;
     ev.warnings = (uint16_t)(d->total_warnings > 0xffff ? 0xffff : d->total_warnings);
     ev.results = d->results;
+    ev.started = d->cur.clock;
+    ev.stmt_index = d->stmt_idx;
+    uint8_t v = cur_verb_at(d, d->stmt_idx);
+    ev.stmt_verb = (uint8_t)(v & ~VERB_CALL);
+    ev.is_call = (v & VERB_CALL) != 0;
+    if (d->cur.command == WL_MYSQL_COM_QUERY) ev.statements = d->cur.nverbs ? d->cur.nverbs : 1;
     if (last) {
         ev.err_code = last->err_code;
         memcpy(ev.sqlstate, last->sqlstate, sizeof ev.sqlstate);
@@ -312,6 +803,8 @@ static void response_done(wl_mysql_decoder *d, wl_mysql_outcome outcome, const w
         ev.cursor = last->cursor;
     }
     d->resp_state = RS_IDLE;
+    verbs_pop(d, d->cur.nverbs);
+    d->cur.nverbs = 0;
     emit(d, &ev);
 }
 
@@ -330,6 +823,14 @@ static int result(wl_mysql_decoder *d, wl_mysql_event *ev, int is_rs) {
     ev->stmt_id = d->cur.stmt_id;
     ev->is_result_set = (uint8_t)is_rs;
     ev->outcome = WL_MYSQL_OUTCOME_OK;
+    ev->started = d->cur.clock;
+    ev->stmt_index = d->stmt_idx;
+    uint8_t v = cur_verb_at(d, d->stmt_idx);
+    ev->stmt_verb = (uint8_t)(v & ~VERB_CALL);
+    ev->is_call = (v & VERB_CALL) != 0;
+    /* a CALL answers with its procedure's result sets, then one OK */
+    ev->stmt_end = (uint8_t)(d->cur.command == WL_MYSQL_COM_QUERY && !(ev->is_call && is_rs));
+    if (ev->stmt_end) d->stmt_idx++;
     if (is_rs) {
         ev->columns = d->columns;
         ev->rows = d->rows;
@@ -417,15 +918,6 @@ static void greeting(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     emit(d, &ev);
 }
 
-static void enqueue_command(wl_mysql_decoder *d, const wl_mysql_pending *p) {
-    if (d->pend_count >= WL_MYSQL_MAX_PENDING) {
-        decoder_error(d, WL_DIR_CLIENT, "too many pipelined commands");
-        return;
-    }
-    d->pending[(d->pend_head + d->pend_count) % WL_MYSQL_MAX_PENDING] = *p;
-    d->pend_count++;
-}
-
 /* COM_QUERY with CLIENT_QUERY_ATTRIBUTES: parameter count, parameter set
  * count, and when there are parameters a NULL bitmap, the bind flag, names
  * and types, then the values in the binary protocol encoding. Moves *i to the
@@ -479,6 +971,9 @@ static int skip_query_attributes(const uint8_t *h, size_t n, size_t *io) {
     return 1;
 }
 
+/* ';' anywhere in the bytes (wasi-libc's memchr goes byte by byte). */
+static int has_semicolon(const char *p, size_t n) { return find2((const uint8_t *)p, 0, n, ';', ';') < n; }
+
 static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     wl_mysql_side *s = &d->side[WL_DIR_CLIENT];
     if (s->seq != 0) protocol_error(d, WL_DIR_CLIENT, "command with a non-zero sequence id");
@@ -493,6 +988,9 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     p.cmd_no = d->next_cmd_no++;
     p.resp_seq = (uint8_t)(s->seq + 1);
     p.verb = WL_MYSQL_VERB_NONE;
+    p.clock = d->clock;
+    p.count = 1;
+    size_t split_from = 0;
     size_t total = s->pkt_len; /* first fragment; >= 16 MiB payloads are longer */
     int has_response = 1, stop_after = 0;
     switch (p.command) {
@@ -507,7 +1005,13 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         ev.text = (const char *)h + i;
         ev.text_len = n - i;
         ev.text_total = total >= i ? total - i : 0;
-        if (p.verb == WL_MYSQL_VERB_NONE) p.verb = (uint8_t)wl_mysql_classify(ev.text, ev.text_len);
+        if (p.verb == WL_MYSQL_VERB_NONE) {
+            p.verb = (uint8_t)classify(ev.text, ev.text_len, &p.is_call);
+            split_from = i;
+            /* a whole text without ';' is one statement: nothing to split */
+            p.splitting = (d->caps & WL_MYSQL_CLIENT_MULTI_STATEMENTS) &&
+                          (ev.text_total > ev.text_len || s->cont || has_semicolon(ev.text, ev.text_len));
+        }
         break;
     }
     case WL_MYSQL_COM_STMT_PREPARE:
@@ -535,6 +1039,17 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         }
         if (p.command == WL_MYSQL_COM_STMT_SEND_LONG_DATA) has_response = 0;
         break;
+    case WL_MYSQL_COM_RESET_CONNECTION:
+    case WL_MYSQL_COM_CHANGE_USER:
+        /* the server drops the session's prepared statements */
+        memset(d->stmts, 0, sizeof d->stmts);
+        d->last_prepared_verb = 0;
+        if (p.command == WL_MYSQL_COM_CHANGE_USER) {
+            size_t i = 1, l;
+            ev.user = cstr(h, n, &i, &l);
+            ev.user_len = l;
+        }
+        break;
     case WL_MYSQL_COM_QUIT:
         has_response = 0;
         break;
@@ -554,12 +1069,6 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
             ev.database_len = ev.text_len;
         }
         break;
-    case WL_MYSQL_COM_CHANGE_USER: {
-        size_t i = 1, l;
-        ev.user = cstr(h, n, &i, &l);
-        ev.user_len = l;
-        break;
-    }
     case WL_MYSQL_COM_BINLOG_DUMP:
     case WL_MYSQL_COM_BINLOG_DUMP_GTID:
     case WL_MYSQL_COM_TABLE_DUMP:
@@ -575,6 +1084,14 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     ev.cmd_no = p.cmd_no;
     ev.stmt_id = p.stmt_id;
     ev.cursor = p.cursor;
+    ev.is_call = p.is_call;
+    ev.started = p.clock;
+    int queued = 0;
+    if (has_response && !stop_after) {
+        queued = enqueue_command(d, &p);
+        ev.unattributed = (uint8_t)!queued;
+        d->last_cmd_queued = (uint8_t)queued;
+    }
     emit(d, &ev);
     if (d->phase == PH_STOPPED) return;
     if (stop_after) {
@@ -582,8 +1099,12 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         return;
     }
     if (has_response) {
-        enqueue_command(d, &p);
-        d->last_cmd_queued = 1;
+        if (p.splitting) { /* statement boundaries: this head now, the rest as it passes */
+            split_start(d, queued);
+            split_feed(d, h + split_from, n - split_from);
+            if (s->pkt_len > n || s->cont) s->scan = 1;
+            else split_finish(d);
+        }
     } else {
         d->last_cmd_queued = 0;
         wl_mysql_pending saved = d->cur;
@@ -599,6 +1120,7 @@ static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
         done.cmd_no = p.cmd_no;
         done.stmt_id = p.stmt_id;
         done.outcome = WL_MYSQL_OUTCOME_NONE;
+        done.started = p.clock;
         d->cur = saved;
         d->resp_state = saved_state;
         emit(d, &done);
@@ -878,17 +1400,50 @@ static void response_first(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     else d->resp_state = (d->caps & WL_MYSQL_CLIENT_DEPRECATE_EOF) ? RS_ROWS : RS_COLDEFS_EOF;
 }
 
+/* The next command to answer into d->cur; 0 when it is unattributed. */
+static int take_command(wl_mysql_decoder *d) {
+    wl_mysql_pending *e = pend_at(d, 0);
+    if (e->count == 0) {
+        if (--e->lost == 0) pend_pop(d);
+        return 0;
+    }
+    if (e->splitting) { /* answered before its text ended: keep the verbs found so far */
+        e->splitting = 0;
+        e->nverbs = d->split.stored;
+        d->split.queued = d->split.store = 0;
+    }
+    d->cur = *e;
+    d->cur.count = 1;
+    d->cur.lost = 0;
+    e->cmd_no++;
+    if (--e->count == 0) {
+        if (e->lost == 0) pend_pop(d);
+        else e->nverbs = 0;
+    }
+    return 1;
+}
+
 static void response_packet(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     wl_mysql_side *s = &d->side[WL_DIR_SERVER];
+    if (d->resp_state == RS_LOST) {
+        if (s->seq == d->exp_seq[WL_DIR_SERVER]) { /* still the skipped answer */
+            d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+            return;
+        }
+        d->resp_state = RS_IDLE; /* a new answer starts */
+    }
     if (d->resp_state == RS_IDLE) {
         if (d->pend_count == 0) {
             protocol_error(d, WL_DIR_SERVER, "server packet without a pending command");
             d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
             return;
         }
-        d->cur = d->pending[d->pend_head];
-        d->pend_head = (uint8_t)((d->pend_head + 1) % WL_MYSQL_MAX_PENDING);
-        d->pend_count--;
+        if (!take_command(d)) { /* an unattributed command's answer */
+            d->resp_state = RS_LOST;
+            d->exp_seq[WL_DIR_SERVER] = (uint8_t)(s->seq + 1);
+            return;
+        }
+        d->stmt_idx = 0;
         d->total_rows = d->total_affected = 0;
         d->total_warnings = 0;
         d->results = 0;
@@ -1081,8 +1636,15 @@ static void packet(wl_mysql_decoder *d, wl_dir dir, const uint8_t *h, size_t n) 
         d->exp_seq[!dir] = (uint8_t)(s->seq + 1);
         if (dir == WL_DIR_CLIENT && d->phase == PH_COMMAND && d->client_state == CS_COMMAND &&
             d->last_cmd_queued && d->pend_count > 0) {
-            wl_mysql_pending *p = &d->pending[(d->pend_head + d->pend_count - 1) % WL_MYSQL_MAX_PENDING];
+            wl_mysql_pending *p = pend_tail(d);
             p->resp_seq = (uint8_t)(s->seq + 1);
+        }
+        if (dir == WL_DIR_CLIENT && d->split.active) {
+            s->scan = 1;
+            if (s->skip == 0 && !s->cont) { /* an empty last fragment */
+                s->scan = 0;
+                split_finish(d);
+            }
         }
         return;
     }
@@ -1094,6 +1656,12 @@ static void packet(wl_mysql_decoder *d, wl_dir dir, const uint8_t *h, size_t n) 
     }
 }
 
+/* The scanned text of a packet has passed: the query ends unless a fragment follows. */
+static void scan_done(wl_mysql_decoder *d, wl_mysql_side *s) {
+    s->scan = 0;
+    if (!s->cont) split_finish(d);
+}
+
 /* How many payload bytes of the packet just started must be seen. */
 static uint32_t head_want(const wl_mysql_decoder *d, wl_dir dir) {
     const wl_mysql_side *s = &d->side[dir];
@@ -1101,7 +1669,7 @@ static uint32_t head_want(const wl_mysql_decoder *d, wl_dir dir) {
     uint32_t cap = WL_MYSQL_HEAD_MAX;
     if (dir == WL_DIR_SERVER && d->phase == PH_COMMAND &&
         (d->resp_state == RS_ROWS || d->resp_state == RS_COLDEFS || d->resp_state == RS_FIELDS ||
-         d->resp_state == RS_PREP || d->resp_state == RS_COLDEFS_EOF))
+         d->resp_state == RS_PREP || d->resp_state == RS_COLDEFS_EOF || d->resp_state == RS_LOST))
         cap = SMALL_HEAD;
     if (dir == WL_DIR_CLIENT && d->phase == PH_COMMAND && d->client_state == CS_INFILE) cap = 0;
     return s->pkt_len < cap ? s->pkt_len : cap;
@@ -1142,7 +1710,21 @@ void wl_mysql_init(wl_mysql_decoder *d, wl_mysql_event_fn cb, void *ud) {
     d->cb = cb;
     d->ud = ud;
     d->phase = PH_GREETING;
+    d->pend_cap = WL_MYSQL_PENDING_INLINE;
+    d->verbs_cap = WL_MYSQL_VERBS_INLINE;
 }
+
+void wl_mysql_release(wl_mysql_decoder *d) {
+    free(d->pend);
+    free(d->verbs);
+    d->pend = NULL;
+    d->verbs = NULL;
+    d->pend_cap = WL_MYSQL_PENDING_INLINE;
+    d->verbs_cap = WL_MYSQL_VERBS_INLINE;
+    d->pend_count = d->pend_head = d->verbs_count = d->verbs_head = 0;
+}
+
+void wl_mysql_set_clock(wl_mysql_decoder *d, uint64_t now) { d->clock = now; }
 
 int wl_mysql_active(const wl_mysql_decoder *d) { return d->phase != PH_STOPPED; }
 
@@ -1151,7 +1733,7 @@ void wl_mysql_feed(wl_mysql_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetc
     wl_mysql_side *s = &d->side[dir];
     size_t off = 0;
     while (off < len && d->phase != PH_STOPPED) {
-        if (s->skip && !s->head_need) {
+        if (s->skip && !s->head_need && !s->scan) {
             size_t k = len - off < s->skip ? len - off : s->skip;
             s->skip -= (uint32_t)k;
             off += k;
@@ -1176,8 +1758,10 @@ void wl_mysql_feed(wl_mysql_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetc
             }
             if (s->skip) {
                 size_t k = got - p < s->skip ? got - p : s->skip;
+                if (s->scan) split_feed(d, w + p, k);
                 s->skip -= (uint32_t)k;
                 p += k;
+                if (s->scan && s->skip == 0) scan_done(d, s);
                 continue;
             }
             const uint8_t *hdr;

@@ -15,6 +15,18 @@
  * an SSLRequest (TLS follows), after CLIENT_COMPRESS is negotiated, after a
  * failed login, on a replication stream, and on malformed traffic
  * (WL_MYSQL_EV_DECODER_ERROR).
+ *
+ * Pipelining: commands awaiting their answer are kept as runs (identical
+ * consecutive commands share one entry), inline for the first few and in
+ * growable storage beyond, so any depth is followed. Past the cap on runs,
+ * commands are flagged `unattributed` and their answers are skipped by
+ * sequence id until the attributed ones resume: the connection stays
+ * inspected. The growable storage is freed when the queue drains and by
+ * wl_mysql_release().
+ *
+ * Multi-statements: when CLIENT_MULTI_STATEMENTS is negotiated the whole
+ * COM_QUERY text is scanned (in windows, never copied whole) for statement
+ * boundaries, so each result can name the statement it belongs to.
  */
 #ifndef WIRELAB_MYSQL_H
 #define WIRELAB_MYSQL_H
@@ -28,10 +40,19 @@
  * copied when the packet head is split across reads). SQL text beyond this is
  * skipped; events report the truncated text and the full length. */
 #define WL_MYSQL_HEAD_MAX 512
-/* Commands a client may send before the first answer arrives. */
-#define WL_MYSQL_MAX_PENDING 16
+/* Runs of pending commands kept inside the decoder; more grow on the heap. */
+#define WL_MYSQL_PENDING_INLINE 8
+/* Most runs of pending commands kept (about 32 bytes each); later commands
+ * are unattributed until answers make room. */
+#define WL_MYSQL_PENDING_MAX_RUNS 65536
+/* Statement verbs of multi-statement queries awaiting their answers: inline
+ * bytes, then growable up to the cap (one byte per statement). */
+#define WL_MYSQL_VERBS_INLINE 32
+#define WL_MYSQL_VERBS_MAX (1u << 20)
+/* Bytes of each statement's start kept to classify it (multi-statements). */
+#define WL_MYSQL_SPLIT_HEAD 48
 /* Prepared statements remembered per connection (id -> verb). */
-#define WL_MYSQL_MAX_STMTS 32
+#define WL_MYSQL_MAX_STMTS 64
 /* Largest window asked of fetch at once. */
 #define WL_MYSQL_WINDOW 4096
 
@@ -150,6 +171,13 @@ typedef struct {
     uint8_t cursor;       /* COMMAND (STMT_EXECUTE): cursor flags; RESULT: a cursor was opened */
     uint8_t is_result_set;/* RESULT: 1 for a result set, 0 for OK */
     uint8_t change_user;  /* AUTH_*, LOGIN_OK, LOGIN_FAILED during COM_CHANGE_USER */
+    uint8_t unattributed; /* COMMAND: no room to follow it; its answer will be skipped */
+    uint8_t stmt_verb;    /* RESULT: verb of the statement it belongs to; COMMAND_DONE (ERR): of the failed one */
+    uint8_t stmt_end;     /* RESULT: ends its statement (0 for the result sets of a CALL before its OK) */
+    uint8_t is_call;      /* COMMAND, RESULT, COMMAND_DONE: the (failed) statement is a CALL */
+    uint32_t stmt_index;  /* RESULT / COMMAND_DONE: which statement of a multi-statement query (0-based) */
+    uint32_t statements;  /* COMMAND_DONE of COM_QUERY: statements found in its text (1 without multi-statements) */
+    uint64_t started;     /* COMMAND, RESULT, COMMAND_DONE: the clock (wl_mysql_set_clock) when the command was read */
     uint32_t cmd_no;      /* command number on this connection: pairs COMMAND and COMMAND_DONE */
     uint32_t stmt_id;     /* STMT_* commands, prepare result */
     uint32_t conn_id;     /* GREETING */
@@ -188,19 +216,52 @@ typedef struct {
     uint8_t seq;         /* current packet's sequence id */
     uint32_t pkt_len;    /* current packet's payload length */
     uint32_t skip;       /* payload bytes still to pass over */
+    uint8_t scan;        /* the skipped bytes go through the statement splitter */
     uint32_t head_need;  /* head bytes still to collect into head[] */
     uint32_t head_have;
     uint8_t head[WL_MYSQL_HEAD_MAX];
 } wl_mysql_side;
 
+/* A run of commands awaiting answers: `count` commands alike but for their
+ * numbers (cmd_no, cmd_no + 1, ...), then `lost` unattributed ones. */
 typedef struct {
+    uint64_t clock;
     uint32_t cmd_no;
+    uint32_t count;
+    uint32_t lost;
     uint32_t stmt_id;
+    uint32_t nverbs;     /* COM_QUERY split into statements: verbs in the verb queue */
     uint8_t command;
     uint8_t verb;
     uint8_t resp_seq;    /* sequence id the answer starts with */
     uint8_t cursor;
+    uint8_t is_call;
+    uint8_t splitting;   /* its verbs are still being collected */
 } wl_mysql_pending;
+
+/* Statement boundaries of a COM_QUERY text, fed byte ranges as they pass. */
+typedef struct {
+    uint8_t active;
+    uint8_t mode;        /* code, quotes, comments */
+    uint8_t esc;         /* inside a quote, after a backslash */
+    uint8_t in_exec;     /* inside an executable comment's code */
+    uint8_t has_code;    /* the current statement has code */
+    uint8_t has_any;     /* ... or at least a comment */
+    uint8_t first_word;  /* words seen in the current statement (saturating) */
+    uint8_t begin_first; /* the statement starts with BEGIN: the next word decides */
+    uint8_t after_end;   /* END inside a block: the next word decides */
+    uint8_t is_xa;
+    uint8_t is_call_first; /* the statement starts with CALL */
+    uint8_t queued;      /* the command is the pending queue's tail */
+    uint8_t store;       /* verbs still go to the verb queue */
+    uint8_t wlen;        /* length of the word being read (saturating) */
+    uint8_t head_len;
+    uint16_t depth;      /* BEGIN ... END / CASE ... END nesting */
+    uint32_t count;      /* statements found so far */
+    uint32_t stored;     /* of which verbs stored */
+    uint64_t word;       /* its first 8 bytes, lower case, packed little-endian */
+    char head[WL_MYSQL_SPLIT_HEAD];
+} wl_mysql_splitter;
 
 typedef struct {
     uint32_t id;
@@ -234,11 +295,20 @@ typedef struct {
     uint16_t prep_params;
     uint32_t prep_stmt_id;
     uint8_t prep_stage;
-    /* pipelined commands waiting for their answer */
-    wl_mysql_pending pending[WL_MYSQL_MAX_PENDING];
-    uint8_t pend_head, pend_count;
+    uint32_t stmt_idx;    /* statement of a multi-statement query being answered */
+    uint8_t cur_lost;     /* the answer being skipped belongs to an unattributed command */
+    uint64_t clock;       /* caller's clock, stamped on each command */
+    /* pipelined commands waiting for their answer: a ring of runs */
+    wl_mysql_pending pend_inline[WL_MYSQL_PENDING_INLINE];
+    wl_mysql_pending *pend;
+    uint32_t pend_cap, pend_head, pend_count;
     uint8_t last_cmd_queued; /* the latest command awaits an answer */
     uint32_t next_cmd_no;
+    /* verbs of split COM_QUERY texts, in command order */
+    uint8_t verbs_inline[WL_MYSQL_VERBS_INLINE];
+    uint8_t *verbs;
+    uint32_t verbs_cap, verbs_head, verbs_count;
+    wl_mysql_splitter split;
     wl_mysql_stmt stmts[WL_MYSQL_MAX_STMTS];
     uint8_t stmt_next;
     uint32_t last_prepared;
@@ -247,6 +317,13 @@ typedef struct {
 } wl_mysql_decoder;
 
 void wl_mysql_init(wl_mysql_decoder *d, wl_mysql_event_fn cb, void *ud);
+
+/* Free the growable storage (call when the connection ends; init again to reuse). */
+void wl_mysql_release(wl_mysql_decoder *d);
+
+/* The caller's clock (any unit), stamped on each command read from now on and
+ * reported back as `started` with its results: latency at any pipeline depth. */
+void wl_mysql_set_clock(wl_mysql_decoder *d, uint64_t now);
 
 /* Feed one read of `len` bytes in direction `dir`. */
 void wl_mysql_feed(wl_mysql_decoder *d, wl_dir dir, size_t len, wl_fetch_fn fetch, void *fetch_ctx);

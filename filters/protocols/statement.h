@@ -23,12 +23,16 @@ typedef struct {
     uint8_t failed;         /* ended with an error (not counted by the server) */
     uint8_t prepared;       /* extended protocol (PG) / binary protocol (MySQL) */
     uint8_t has_rows;       /* rows_returned / rows_affected are known */
+    uint8_t untimed;        /* start_ns is not known (a tracker's queue overflowed): do not time it */
     char sqlstate[6];       /* failed: SQLSTATE, NUL-terminated ("" when unknown) */
     uint16_t err_code;      /* failed, MySQL: the error number */
     uint32_t fetches;       /* batches the rows came in (Execute/FETCH/COM_STMT_FETCH), >= 1 */
     uint64_t rows_returned; /* rows sent to the client, summed over fetches */
     uint64_t rows_affected; /* rows written (INSERT/UPDATE/DELETE/MERGE/COPY FROM) */
-    uint64_t start_ns;      /* first request byte seen (the tracker's clock) */
+    uint64_t start_ns;      /* the tracker's clock: its request was seen, or the server
+                             * answered the request before it, whichever is later
+                             * (pipelined statements are timed from when the server
+                             * could start them) */
     uint64_t end_ns;        /* the read that finished it */
     const char *sql;        /* prefix of the statement's text; may be NULL */
     size_t sql_len;

@@ -129,7 +129,10 @@ def test_up_with_state_then_down_from_a_shell_script(tmp_path):
         pw=$(pg password)
         PGPASSWORD=$pw psql -X -At -h 127.0.0.1 -p $port -U wirelab wirelab -c "select 'up'"
         {' '.join(WIRELAB)} stats --state {state} --format json --match connections_total
+        {' '.join(WIRELAB)} stats --state {state} --format prom > {tmp_path}/prom
+        {' '.join(WIRELAB)} stats --state {state} --format prom --all > {tmp_path}/prom-all
         {' '.join(WIRELAB)} down --state {state}
+        {' '.join(WIRELAB)} down --state {state} > {tmp_path}/second-down
         """))
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=240,
                           cwd=tmp_path)
@@ -138,12 +141,22 @@ def test_up_with_state_then_down_from_a_shell_script(tmp_path):
     stats_json = proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1]
     assert json.loads(stats_json)["counters"] == {"tcp.bytes_counter.connections_total": 1}
     assert (tmp_path / "mode").read_text().strip() == "600"
+    # Prometheus text shows the filter's series by default, like the table; --all adds Envoy's
+    prom = [ln for ln in (tmp_path / "prom").read_text().splitlines() if not ln.startswith("#")]
+    assert 'tcp_connections_total{stat_prefix="bytes_counter"} 1' in prom
+    assert [ln for ln in prom if ln.startswith("envoy_")] == []
+    everything = (tmp_path / "prom-all").read_text().splitlines()
+    assert 'tcp_connections_total{stat_prefix="bytes_counter"} 1' in everything
+    assert len([ln for ln in everything if ln.startswith("envoy_")]) > 100
     info = json.loads((tmp_path / "copy.json").read_text())
     assert set(info["servers"]["postgres"]) >= {"host", "port", "direct_port", "user",
                                                 "password", "database"}
     assert info["admin"].startswith("http://127.0.0.1:")
     assert not state.exists()
     assert _gone([p for p in info["pids"].values() if p]) == []
+    # `down` is idempotent: a second one succeeds (set -e above) and says so
+    assert (tmp_path / "second-down").read_text() == (
+        f"no lab was running with state file {state}; nothing to stop\n")
 
 
 def test_ctrl_c_on_a_foreground_lab_stops_everything(tmp_path):
@@ -187,10 +200,96 @@ def test_a_failing_test_stops_its_lab_and_reports_envoy_and_stats(pytester, tmp_
     text = result.stdout.str()
     assert "wirelab Envoy log tail" in text
     assert "wirelab stats delta" in text
-    assert '"wasmcustom.tcp.bytes_counter.connections_total": 1' in text
+    assert '"tcp.bytes_counter.connections_total": 1' in text
+    # short: no startup inventory of Envoy's extensions, no admin API bookkeeping
+    assert "envoy.wasm.runtime:" not in text
+    assert "http.admin." not in text and "wasmcustom." not in text
     pids = json.loads(pidfile.read_text())
     assert len(pids) == 2
     assert _gone(pids) == []
+
+
+LUA_CALLBACK_ERROR = """\
+local seen = wirelab.counter("connections_total")
+function envoy_on_new_connection(conn)
+  seen:inc()
+  local broken = nil
+  broken.field = 1
+end
+"""
+
+
+def test_a_lua_error_in_envoy_is_in_the_failure_report_and_in_stats(pytester, tmp_path):
+    """A Lua callback error inside real Envoy: the failing test's report and
+    `wirelab stats` both show the message with file and line."""
+    from wirelab.scaffold import create_project
+
+    root = create_project("luaboom", "lua", "tcp", tmp_path)
+    (root / "filter.lua").write_text(LUA_CALLBACK_ERROR)
+    pytester.makepyfile(f"""
+        import psycopg
+
+        def test_fails(wirelab_lab):
+            lab = wirelab_lab(postgres=True, filters=[{str(root)!r}])
+            with psycopg.connect(**lab.pg_conninfo()) as conn:
+                conn.execute("select 1")
+            lab.stats.wait_for("lua.luaboom.script_errors", 1)
+            assert False, "look at the report"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "wirelab filter errors in Envoy" in text
+    assert ("lua error in envoy_on_new_connection: filter.lua:5: attempt to index a nil value "
+            "(local 'broken') (error #1)") in text
+
+    state = tmp_path / "lab.json"
+    up = subprocess.run([*WIRELAB, "up", "--postgres", "--filter", str(root), "--state",
+                         str(state)], capture_output=True, text=True, timeout=240)
+    assert up.returncode == 0, up.stderr
+    try:
+        pg = json.loads(state.read_text())["servers"]["postgres"]
+        import psycopg
+
+        with psycopg.connect(host=pg["host"], port=pg["port"], user=pg["user"],
+                             password=pg["password"], dbname=pg["database"]) as conn:
+            conn.execute("select 1")
+        time.sleep(1.5)  # the error reaches Envoy's log file (flushed every 100 ms)
+        stats = subprocess.run([*WIRELAB, "stats", "--state", str(state)],
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run([*WIRELAB, "down", "--state", str(state)], timeout=120)
+    assert stats.returncode == 0, stats.stderr
+    assert ("  lua error in envoy_on_new_connection: filter.lua:5: attempt to index a nil "
+            "value (local 'broken') (error #1)\n") in stats.stderr
+
+
+def test_a_foreground_lab_prints_lua_errors_as_they_happen(tmp_path):
+    import psycopg
+
+    from wirelab.scaffold import create_project
+
+    root = create_project("luaboom", "lua", "tcp", tmp_path)
+    (root / "filter.lua").write_text(LUA_CALLBACK_ERROR)
+    proc = subprocess.Popen([*WIRELAB, "up", "--postgres", "--filter", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path, env={**os.environ, "COLUMNS": "400"})  # no wrapping
+    assert proc.stdout is not None
+    try:
+        lines = []
+        while not any("Prometheus" in ln for ln in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        dsn = next(ln for ln in lines if "psql via Envoy" in ln).split("'")[1]
+        with psycopg.connect(dsn) as conn:
+            conn.execute("select 1")
+        line = proc.stdout.readline()  # printed within a second or two
+        assert line == ("filter error: lua error in envoy_on_new_connection: filter.lua:5: "
+                        "attempt to index a nil value (local 'broken') (error #1)\n")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 def test_config_prints_yaml_that_envoy_accepts():
@@ -204,10 +303,20 @@ def test_config_prints_yaml_that_envoy_accepts():
     validate_config(admin + yaml_text)
 
 
+def test_config_bootstrap_is_a_complete_configuration_envoy_accepts_as_is():
+    proc = subprocess.run([*WIRELAB, "config", str(BYTES_COUNTER), "--upstream",
+                           "127.0.0.1:5432", "--bootstrap", "--admin-port", "19901"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    yaml_text = proc.stdout
+    assert "socket_address: {address: 127.0.0.1, port_value: 19901}" in yaml_text
+    assert "envoy.filters.network.wasm" in yaml_text and "stats_tags:" in yaml_text
+    validate_config(yaml_text)  # envoy --mode validate -c, nothing added
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path):
     cases = [
         ([*WIRELAB, "stats"], "--admin URL or --state FILE"),
-        ([*WIRELAB, "down", "--state", str(tmp_path / "none.json")], "does not exist"),
         ([*WIRELAB, "config", str(BYTES_COUNTER), "--upstream", "nohostport"],
          "is not HOST:PORT"),
         ([*WIRELAB, "config", str(tmp_path)], "wirelab.toml is missing"),

@@ -173,13 +173,14 @@ def test_forbidden_import_is_named_and_no_module_is_left(tmp_path):
     assert build_project(Project.load(root)).cached is False
 
 
-def test_json_output_has_four_typed_keys(example):
+def test_json_output_has_typed_keys(example):
     runner = CliRunner()
     for cached in (False, True):
         result = runner.invoke(main, ["build", str(example), "--json"])
         assert result.exit_code == 0, result.output
         data = json.loads(result.output)
-        assert set(data) == {"wasm", "bytes", "cached", "seconds"}
+        assert set(data) == {"ok", "wasm", "bytes", "cached", "seconds", "warnings"}
+        assert data["ok"] is True and data["warnings"] == []
         assert data["wasm"] == str(example / "build" / "bytes-counter.wasm")
         assert isinstance(data["bytes"], int) and data["bytes"] > 0
         assert data["cached"] is cached

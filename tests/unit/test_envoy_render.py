@@ -146,5 +146,8 @@ def test_a_native_filter_brings_the_runtime_guard_that_strips_its_namespace(wasm
     plain = ListenerSpec("pg", ("127.0.0.1", 5432), [FilterSpec("pgm", wasm)], port=6432)
     guard = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true"
     assert guard in render_user_config([native])
+    from wirelab.envoy.render import render_user_bootstrap
+
+    assert guard in render_user_bootstrap([native])  # `wirelab config --target native --bootstrap`
     assert "layered_runtime" not in render_user_config([plain])
     assert "layered_runtime" not in render_bootstrap([plain], admin_port=19901)

@@ -89,20 +89,35 @@ def test_recorded_cli_session_decodes_as_expected(harness: Path) -> None:
         "greeting version=5.5.5-10.11.19-MariaDB-0+deb12u1 plugin=mysql_native_password")
     assert out[2].startswith("login user=wirelab db=wirelab plugin=mysql_native_password")
     assert "command #8 cmd=query verb=select text=SELECT_*_FROM_missing_table" in out
-    assert ("command_done #8 outcome=1 results=0 rows=0 affected=0 warn=0 err=1146 state=42S02"
-            in out)
-    assert "result #0 rs=1 cols=2 rows=5 affected=0 warn=0 status=0x22 cursor=0" in out
+    assert ("command_done #8 stmts=1 failed#0 verb=select outcome=1 results=0 rows=0 affected=0"
+            " warn=0 err=1146 state=42S02" in out)
+    assert ("result #0 stmt#0 verb=select end=1 call=0 rs=1 cols=2 rows=5 affected=0 warn=0"
+            " status=0x22 cursor=0" in out)
 
 
 def test_stored_procedure_results(harness: Path) -> None:
     out = events(harness, reads_of("multi")).splitlines()
     i = out.index("command #3 cmd=query verb=other text=CALL_three_results()")
+    # one statement: the CALL's result sets belong to it until its final OK
+    call = "result #3 stmt#0 verb=other"
     assert out[i + 1:i + 6] == [
-        "result #3 rs=1 cols=1 rows=2 affected=0 warn=0 status=0x9 cursor=0",
-        "result #3 rs=1 cols=2 rows=1 affected=0 warn=0 status=0x9 cursor=0",
-        "result #3 rs=1 cols=1 rows=1 affected=0 warn=0 status=0x29 cursor=0",
-        "result #3 rs=0 cols=0 rows=0 affected=1 warn=0 status=0x21 cursor=0",
-        "command_done #3 outcome=0 results=4 rows=4 affected=1 warn=0",
+        f"{call} end=0 call=1 rs=1 cols=1 rows=2 affected=0 warn=0 status=0x9 cursor=0",
+        f"{call} end=0 call=1 rs=1 cols=2 rows=1 affected=0 warn=0 status=0x9 cursor=0",
+        f"{call} end=0 call=1 rs=1 cols=1 rows=1 affected=0 warn=0 status=0x29 cursor=0",
+        f"{call} end=1 call=1 rs=0 cols=0 rows=0 affected=1 warn=0 status=0x21 cursor=0",
+        "command_done #3 stmts=1 outcome=0 results=4 rows=4 affected=1 warn=0",
+    ]
+
+
+def test_multi_statement_results_name_their_statement(harness: Path) -> None:
+    out = events(harness, reads_of("multi")).splitlines()
+    i = out.index("command #2 cmd=query verb=select text=SELECT_1;_SELECT_id_FROM_t_WHERE_id_<_3;"
+                  "_UPDATE_t_SET_n_=_n_")
+    assert [line.split(" rs=")[0] for line in out[i + 1:i + 5]] == [
+        "result #2 stmt#0 verb=select end=1 call=0",
+        "result #2 stmt#1 verb=select end=1 call=0",
+        "result #2 stmt#2 verb=update end=1 call=0",
+        "command_done #2 stmts=3 outcome=0 results=3 rows=3 affected=0 warn=0",
     ]
 
 
@@ -125,3 +140,78 @@ def test_mutated_recordings_stay_in_bounds(harness: Path, seed: int, name: str) 
         reads.append((conn, direction, bytes(b)))
     out = events(harness, reads, max_fetch=rng.randint(1, 64))
     assert out.startswith("-- conn 0")
+
+
+def _login() -> Reads:
+    from wirelab.testing import mysql as my
+
+    return [(0, "server", my.greeting()), (0, "client", my.handshake_response("app", "shop")),
+            (0, "server", my.ok(seq=2))]
+
+
+def test_multi_statement_split_does_not_depend_on_boundaries(harness: Path) -> None:
+    from wirelab.testing import mysql as my
+
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    sql = ("SELECT 'a;b' /* ; */, `c;d` FROM t; -- ;\nCREATE PROCEDURE p() BEGIN SELECT 1;"
+           " CASE WHEN 1 THEN SELECT 2; END CASE; END; CALL p();"
+           " DELETE FROM t WHERE v = \"x\\\";\"")
+    reads = _login() + [
+        (0, "client", my.com_query(sql)),
+        (0, "server", my.answer(my.resultset(["a"], [["a;b"]], status=more), my.ok(status=more),
+                                my.resultset(["1"], [["1"]], status=more), my.ok(status=more),
+                                my.ok(affected_rows=2))),
+    ]
+    base = events(harness, reads)
+    verbs = [line.split(" rs=")[0].split(" ", 2)[2] for line in base.splitlines()
+             if line.startswith("result")]
+    assert verbs == ["stmt#0 verb=select end=1 call=0", "stmt#1 verb=other end=1 call=0",
+                     "stmt#2 verb=other end=0 call=1", "stmt#2 verb=other end=1 call=1",
+                     "stmt#3 verb=delete end=1 call=0"]
+    assert events(harness, split(reads, None), max_fetch=3) == base
+    assert events(harness, split(reads, random.Random(7)), max_fetch=11) == base
+
+
+def test_pipeline_past_the_cap_recovers_without_leaks(harness: Path) -> None:
+    # 70,000 commands that cannot share a run: 65,536 followed, 4,464 unattributed,
+    # then the next command is followed again (ASan checks the growable storage)
+    from wirelab.testing import mysql as my
+
+    n = 70_000
+    reads = _login() + [
+        (0, "client", (my.com_ping() + my.com_query("SELECT 1")) * (n // 2)),
+        (0, "server", (my.ok() + my.resultset(["1"], [["1"]])) * (n // 2)),
+        (0, "client", my.com_query("DELETE FROM t")),
+        (0, "server", my.ok(affected_rows=4)),
+    ]
+    out = events(harness, reads).splitlines()
+    assert sum(" unattributed" in line for line in out) == n - 65536
+    assert sum(line.startswith("command_done") for line in out) == 65536 + 1
+    assert "decoder_error" not in "\n".join(out) and "protocol_error" not in "\n".join(out)
+    assert out[-2] == ("command_done #70000 stmts=1 outcome=0 results=1 rows=0 affected=4 warn=0")
+
+
+def test_long_multi_statement_split_past_the_head(harness: Path) -> None:
+    # statements far past the 512-byte head: values with ';' in strings, identifiers that
+    # contain END / CASE / BEGIN, a procedure body, all cut at every read/window boundary
+    from wirelab.testing import mysql as my
+
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    values = ",".join(f"({i}, 'legend;{i}', -{i}.5, NULL, `xend`)" for i in range(60))
+    body = " ".join(f"SET @legend{i} = 'a;b'; SELECT CASE WHEN 1 THEN {i} END;" for i in range(20))
+    sql = (f"INSERT INTO t VALUES {values}; UPDATE t SET v = 1 WHERE name = 'weekend';"
+           f" CREATE PROCEDURE p() BEGIN {body} IF 1 THEN SET @x = 1; END IF; END;"
+           f" DELETE FROM t WHERE backend = 1")
+    reads = _login() + [
+        (0, "client", my.com_query(sql)),
+        (0, "server", my.answer(my.ok(affected_rows=60, status=more), my.ok(status=more),
+                                my.ok(status=more), my.ok(affected_rows=1))),
+    ]
+    base = events(harness, reads)
+    verbs = [line.split(" rs=")[0].split(" ", 2)[2] for line in base.splitlines()
+             if line.startswith("result")]
+    assert verbs == ["stmt#0 verb=insert end=1 call=0", "stmt#1 verb=update end=1 call=0",
+                     "stmt#2 verb=other end=1 call=0", "stmt#3 verb=delete end=1 call=0"]
+    assert events(harness, split(reads, None), max_fetch=5) == base
+    for seed in range(5):
+        assert events(harness, split(reads, random.Random(seed)), max_fetch=1 + seed * 13) == base

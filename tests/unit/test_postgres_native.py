@@ -1,7 +1,8 @@
-"""The PostgreSQL decoder compiled natively with AddressSanitizer and
-UndefinedBehaviorSanitizer (tests/native/postgres/harness.c): the same events
-for every split of the recorded conversations, one fetch per read, and no
-memory error on mutated or random input."""
+"""The PostgreSQL decoder and statement tracker compiled natively with
+AddressSanitizer and UndefinedBehaviorSanitizer (tests/native/postgres/harness.c):
+the same events (messages, statements, transactions) for every split of the
+recorded conversations, one fetch per read, and no memory error on mutated or
+random input."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd = [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
            f"-I{protocols_dir()}", "-o", str(out), str(HARNESS),
-           str(protocols_dir() / "postgres.c")]
+           str(protocols_dir() / "postgres.c"), str(protocols_dir() / "postgres_tracker.c")]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 and "sanitizer" in proc.stderr.lower():
         pytest.skip(f"gcc cannot link the sanitizers here: {proc.stderr.strip()[-200:]}")
@@ -69,6 +70,8 @@ def test_events_do_not_depend_on_read_boundaries(harness: Path, name: str,
     data = stream(reads)
     events, counts = run(harness, data)
     assert events and not any(" error " in e for e in events)
+    if name != "tls_session/0" and not name.startswith(("auth_failure", "cancel_request/1")):
+        assert any(e.startswith("T stmt ") for e in events), name
     # One window fetch per read: headers and fields are parsed in place.
     big = sum(len(b) // 4096 for _, b in reads)
     assert counts["fetches"] <= counts["feeds"] + big

@@ -139,8 +139,9 @@ def test_round_trip_and_short_form(tmp_path):
     }
     assert Conversation.load(path).events == conv.events
     # A data line without "ev" is accepted.
-    short = Conversation.parse([lines[0], '{"t": 0, "conn": 3, "dir": "server", "data": "AQI="}'])
-    assert short.events[0].data == b"\x01\x02" and short.events[0].conn == 3
+    short = Conversation.parse([lines[0], '{"t": 0, "conn": 3, "ev": "open"}',
+                                '{"t": 0, "conn": 3, "dir": "server", "data": "AQI="}'])
+    assert short.events[1].data == b"\x01\x02" and short.events[1].conn == 3
 
 
 @pytest.mark.parametrize(
@@ -157,6 +158,18 @@ def test_round_trip_and_short_form(tmp_path):
             ['{"format": "wirelab-conversation", "version": 1}', '{"t": -1, "ev": "open"}'],
             "non-negative",
         ),
+        (
+            ['{"format": "wirelab-conversation", "version": 1}',
+             '{"t": 0, "conn": 0, "ev": "open"}',
+             '{"t": 0.1, "conn": 1, "dir": "client", "data": "AQI="}'],
+            r'f.jsonl:3: data event for connection 1, which was never opened; add '
+            r'\{"t": 0.1, "conn": 1, "ev": "open"\} before it',
+        ),
+        (
+            ['{"format": "wirelab-conversation", "version": 1}',
+             '{"t": 0, "conn": 0, "ev": "open"}', '{"t": 0.2, "conn": 0, "ev": "open"}'],
+            "f.jsonl:3: connection 0 is opened twice",
+        ),
     ],
 )
 def test_bad_files_name_the_problem(lines, fragment):
@@ -170,3 +183,71 @@ def test_parse_hostport():
     assert parse_hostport("7000") == ("127.0.0.1", 7000)
     with pytest.raises(WirelabError, match="HOST:PORT"):
         parse_hostport("db:http")
+
+
+# --- `wirelab record` as scripts run it: in the background, stopped by a signal --------
+
+
+def _start_recorder(upstream_port: int, out, ignore_sigint: bool):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    def background_job() -> None:  # what a shell does to `cmd &` in a script
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wirelab", "record", "--listen", "127.0.0.1:0",
+         "--upstream", f"127.0.0.1:{upstream_port}", "-o", str(out), "--protocol", "tcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=background_job)
+    first = proc.stderr.readline()
+    port = re.search(r"recording 127\.0\.0\.1:(\d+)", first)
+    assert port, first
+    return proc, int(port.group(1))
+
+
+@pytest.mark.parametrize(("stop_with", "ignore_sigint"),
+                         [("SIGTERM", False), ("SIGINT", True)])
+def test_a_signal_mid_conversation_leaves_a_replayable_file(tmp_path, stop_with, ignore_sigint):
+    import signal
+
+    from wirelab.paths import examples_dir
+    from wirelab.replay import replay
+    from wirelab.testing import load_filter
+
+    server = _Server()
+    out = tmp_path / "cut.jsonl"
+    proc, port = _start_recorder(server.port, out, ignore_sigint)
+    try:
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"ping-1")
+        assert client.recv(100) == b"ping-1"
+        # Written as it happens: the file already holds the exchange.
+        assert [e.ev for e in Conversation.load(out).events] == ["open", "data", "data"]
+        proc.send_signal(getattr(signal, stop_with))  # the client is still connected
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+        client.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.close()
+    assert "wrote" in proc.stderr.read()
+    conv = Conversation.load(out)
+    assert [(e.ev, e.dir, e.data, e.by) for e in conv.events] == [
+        ("open", None, b"", None),
+        ("data", "client", b"ping-1", None),
+        ("data", "server", b"ping-1", None),
+        ("close", None, b"", "recorder"),
+    ]
+    import shutil
+
+    project = tmp_path / "tcp-bytes"  # a copy: the checkout stays untouched
+    shutil.copytree(examples_dir() / "lua" / "tcp-bytes", project,
+                    ignore=shutil.ignore_patterns("build"))
+    host = load_filter(project)
+    result = replay(host.path, conv, host=host)
+    assert result.unclosed == []
+    assert host.metrics.counter("lua.tcpbytes.bytes.direction=client") == 6
+    assert host.metrics.counter("lua.tcpbytes.bytes.direction=server") == 6

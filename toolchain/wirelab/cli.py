@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -50,14 +51,24 @@ def build(directory: Path, as_json: bool, force: bool, target: str | None) -> No
     from .project import TARGETS, Project
 
     wanted = list(TARGETS) if target == "all" else [target] if target else None
-    results = build_targets(Project.load(directory), wanted, force=force)
+    try:
+        results = build_targets(Project.load(directory), wanted, force=force)
+    except WirelabError as exc:
+        if not as_json:
+            raise
+        # A CI consumer reads stdout: the failure is JSON too, one error per line.
+        click.echo(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+        sys.exit(exc.exit_code)
     for result in results:
         for warning in getattr(result, "warnings", ()):
             click.echo(f"wirelab: warning: {warning}", err=True)
     if as_json:
-        # one target: its result as before; several: {"wasm": {...}, "native": {...}}
-        out = results[0].as_dict() if len(results) == 1 else {
-            r.target: r.as_dict() for r in results}
+        def one(r: object) -> dict:
+            return {"ok": True, **r.as_dict(), "warnings": list(getattr(r, "warnings", ()))}
+
+        # one target: its result as before; several: {"ok": true, "wasm": {...}, "native": {...}}
+        out = one(results[0]) if len(results) == 1 else {
+            "ok": True, **{r.target: one(r) for r in results}}
         click.echo(json.dumps(out))
     else:
         for result in results:
@@ -90,41 +101,49 @@ def doctor(as_json: bool) -> None:
 @click.option("--protocol", default="tcp", show_default=True,
               help="Protocol name stored in the file.")
 def record(listen: str, upstream: str, out: Path, protocol: str) -> None:
-    """Relay clients to a server and record the traffic until Ctrl-C."""
-    import time
+    """Relay clients to a server and record the traffic until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
 
     from .record import Recorder, parse_hostport
 
     rec = Recorder(parse_hostport(listen), parse_hostport(upstream), out=out, protocol=protocol)
+    stop = threading.Event()
+    # SIGTERM is how scripts and CI stop things; SIGINT is set explicitly because a
+    # shell starts background jobs with it ignored, and Python keeps that.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     rec.start()
-    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} (Ctrl-C to stop)")
+    console.print(f"recording {rec.host}:{rec.port} -> {upstream} into {out} "
+                  "(Ctrl-C or SIGTERM stops)")
     last = None
-    try:
-        while True:
-            s = rec.stats
-            now = (s.connections, s.active, s.client_bytes, s.server_bytes)
-            if now != last:
-                console.print(
-                    f"connections {s.connections} (open {s.active}), client→server "
-                    f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
-                )
-                last = now
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    while True:
+        s = rec.stats
+        now = (s.connections, s.active, s.client_bytes, s.server_bytes)
+        if now != last:
+            console.print(
+                f"connections {s.connections} (open {s.active}), client→server "
+                f"{s.client_bytes:,} B, server→client {s.server_bytes:,} B"
+            )
+            last = now
+        if stop.wait(0.5):
+            break
     conv = rec.stop()
     console.print(f"wrote {out}: {len(conv.connections)} connection(s), {len(conv.events)} events")
 
 
 # --- lab: up / down / stats / config ----------------------------------------
 def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-                pg_bin: Path | None, tls: bool, target: str = "wasm") -> dict:
+                pg_bin: Path | None, tls: bool, target: str = "wasm",
+                prometheus: bool = False) -> dict:
     if not (postgres or mysql):
         postgres = mysql = True
     kwargs = {"postgres": postgres, "mysql": mysql, "filters": [str(f) for f in filters],
               "backend": backend, "pg_bin": str(pg_bin) if pg_bin else None, "tls": tls}
     if target != "wasm":
         kwargs["target"] = target
+    if prometheus:
+        kwargs["prometheus"] = True
     return kwargs
 
 
@@ -143,12 +162,31 @@ def _lab_kwargs(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend:
               help="Write connection details to this JSON file and detach.")
 @click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
               show_default=True, help="Run project filters as Wasm or as native Envoy modules.")
+@click.option("--prometheus", is_flag=True,
+              help="Also start Prometheus (apt-get install prometheus), scraping Envoy every 1 s.")
+@click.option("--watch", is_flag=True,
+              help="Deliver the filters through ECDS; rebuild and swap one in when it is saved.")
+@click.option("--xds", is_flag=True,
+              help="Envoy reads the filters from an export directory (as `xds export` writes).")
 def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
-       pg_bin: Path | None, tls: bool, state: Path | None, target: str) -> None:
+       pg_bin: Path | None, tls: bool, state: Path | None, target: str, prometheus: bool,
+       watch: bool, xds: bool) -> None:
     """Start servers and Envoy with filters; stay up until Ctrl-C (or detach with --state)."""
     from .harness.lifecycle import run_foreground, start_detached
 
-    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target)
+    kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target, prometheus)
+    if (xds or watch) and target == "native":
+        raise WirelabError("--xds/--watch deliver Wasm filters only: drop --target native")
+    if xds:
+        kwargs["xds"] = True
+    if watch:
+        from .cli_xds import report_change, run_watch
+
+        if state:
+            raise WirelabError("--watch runs in the foreground: drop --state")
+        console.print("starting servers and Envoy (filters through ECDS) ...")
+        run_watch(kwargs, report_change)
+        return
     if state:
         info = start_detached(kwargs, state)
         click.echo(f"lab running in the background; state in {state}")
@@ -164,7 +202,8 @@ def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
             out.print(f"  {label:18} {value}")
 
     console.print("starting servers and Envoy ...")
-    run_foreground(kwargs, ready)
+    run_foreground(kwargs, ready,
+                   lambda line: click.echo(f"filter error: {line}", err=True))
 
 
 def _client_command(kind: str, state: Path, direct: bool, args: tuple[str, ...]) -> list[str]:
@@ -227,7 +266,9 @@ def down(state: Path) -> None:
     from .harness.lifecycle import stop_detached
 
     forced = stop_detached(state)
-    if forced:
+    if forced is None:
+        click.echo(f"no lab was running with state file {state}; nothing to stop")
+    elif forced:
         click.echo(f"stopped (had to kill: {', '.join(forced)})")
     else:
         click.echo("stopped")
@@ -254,15 +295,17 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
     from .envoy import StatsClient
     from .harness.state import read_state
 
+    envoy_log = None
     if not admin:
         if not state:
             raise WirelabError("say which Envoy: --admin URL or --state FILE (from `wirelab up`)")
-        admin = read_state(state)["admin"]
+        info = read_state(state)
+        admin, envoy_log = info["admin"], info.get("envoy_log")
     client = StatsClient(admin)
 
     def once() -> None:
         if fmt == "prom":
-            click.echo(statsview.prometheus_text(client, match), nl=False)
+            click.echo(statsview.prometheus_text(client, match, everything), nl=False)
         elif fmt == "json":
             click.echo(statsview.as_json(client.snapshot(), match, everything))
         else:
@@ -271,6 +314,7 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
 
     if not watch:
         once()
+        _report_filter_errors(envoy_log)
         return
     if fmt != "table":
         try:
@@ -291,6 +335,59 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
         pass
 
 
+def _report_filter_errors(envoy_log: str | None, limit: int = 10) -> None:
+    """A filter's errors (a Lua error's message, file and line) from the lab's Envoy log,
+    on stderr, so `stats` says why a `script_errors` counter moved."""
+    from .envoy.process import filter_errors
+
+    if not envoy_log or not Path(envoy_log).is_file():
+        return
+    errors = filter_errors(Path(envoy_log).read_text(errors="replace"))
+    if errors:
+        shown = errors[-limit:]
+        click.echo(f"filter errors in Envoy's log ({len(errors)}, last {len(shown)}; "
+                   f"all in {envoy_log}):", err=True)
+        for line in shown:
+            click.echo(f"  {line}", err=True)
+
+
+@main.command()
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="The state file written by `wirelab up --state`.")
+@click.option("--admin", help="Envoy admin URL instead of --state, e.g. http://127.0.0.1:9901.")
+@click.option("--window", type=click.FloatRange(min=2), default=30.0, show_default=True,
+              help="Seconds of history the p50/p99 figures cover.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=None,
+              help="Seconds between refreshes (default 1; 5 for plain lines).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Plain lines only: stop after this many refreshes.")
+@click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+def top(state: Path | None, admin: str | None, window: float, interval: float | None,
+        count: int | None, plain: bool) -> None:
+    """A live dashboard of the filters: statements/s, p50/p99, errors, sessions, bytes/s.
+
+    Keys: q quits, p pauses. Prints plain lines when stdout is not a terminal.
+    """
+    from .envoy import StatsClient
+    from .harness.state import read_state
+    from .top import Top, client_from_state, run_live, run_plain
+
+    if admin:
+        client, log = StatsClient(admin), None
+    elif state:
+        client, log = client_from_state(read_state(state))
+    else:
+        raise WirelabError("say which Envoy: --state FILE (from `wirelab up`) or --admin URL")
+    dash = Top(client, window=window, envoy_log=log)
+    try:
+        if plain or count is not None or not sys.stdout.isatty():
+            run_plain(dash, click.echo, interval=interval or 5.0, count=count)
+        else:
+            run_live(dash, Console(highlight=False), interval=interval or 1.0)
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, path_type=Path))
 @click.option("--listen", type=int, default=None,
@@ -302,46 +399,118 @@ def stats(admin: str | None, state: Path | None, watch: bool, fmt: str, match: s
 @click.option("--target", type=click.Choice(["wasm", "native"]), default="wasm",
               show_default=True,
               help="Wasm filter, or the native build (envoy.filters.network.dynamic_modules).")
+@click.option("--bootstrap", is_flag=True,
+              help="A complete configuration (admin, listener, cluster, stats rules) that "
+                   "`envoy -c` runs as is, instead of pieces to merge.")
+@click.option("--admin-port", type=int, default=9901, show_default=True,
+              help="With --bootstrap: the admin API's port (on 127.0.0.1).")
 def config(directory: Path, listen: int | None, upstream: str | None,
-           failure_policy: str, target: str) -> None:
+           failure_policy: str, target: str, bootstrap: bool, admin_port: int) -> None:
     """Print Envoy YAML (filter + tcp_proxy + stats_tags) for your own Envoy."""
     from .harness.userconfig import user_config
 
-    if target == "wasm":
-        click.echo(user_config(directory, listen, upstream, failure_policy), nl=False)
-    else:
-        click.echo(user_config(directory, listen, upstream, failure_policy, target=target),
-                   nl=False)
+    click.echo(user_config(directory, listen, upstream, failure_policy, bootstrap, admin_port,
+                           target=target), nl=False)
 
 
 # --- demo ------------------------------------------------------------------
 @main.command()
+@click.option("--duration", type=click.FloatRange(min=8), default=60.0, show_default=True,
+              help="Seconds of workload (four phases share them).")
 @click.option("--keep", is_flag=True, help="Keep the lab running afterwards (until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
+@click.option("--no-dashboard", is_flag=True,
+              help="No live dashboard: announce the phases only (for CI).")
 @click.option("--no-mysql", is_flag=True, help="Leave MariaDB out even when it is installed.")
-def demo(keep: bool, no_mysql: bool) -> None:
-    """Drive real psql, pgbench and mariadb through Envoy with the filters; show the stats."""
-    from . import statsview
-    from .demo import run_demo
+@click.option("--no-prometheus", is_flag=True, help="Do not start Prometheus.")
+def demo(duration: float, keep: bool, as_json: bool, no_dashboard: bool, no_mysql: bool,
+         no_prometheus: bool) -> None:
+    """Both databases behind Envoy with both filters, a workload in phases, a live dashboard."""
+    from .demo import DemoRun
+    from .demo_report import render_summary
     from .harness.lifecycle import _wait_for_signal
+    from .top import Top, run_live, run_plain
 
-    out = stdout_console()
-    lab = run_demo(lambda msg: out.print(f"[bold cyan]>[/] {msg}"),
-                   with_mysql=False if no_mysql else None)
+    live = not (no_dashboard or as_json) and sys.stdout.isatty()
+    out = Console(highlight=False, stderr=as_json,
+                  width=None if sys.stdout.isatty() or as_json else 120)
+    showing = threading.Event()  # the dashboard's footer shows the phase instead
+
+    def step(msg: str) -> None:
+        if not showing.is_set():
+            out.print(f"[bold cyan]>[/] {msg}")
+
+    run = DemoRun(duration=duration, with_mysql=False if no_mysql else None,
+                  with_prometheus=False if no_prometheus else None, step=step)
     try:
-        # Histograms reach the admin API at the next stats flush.
-        import time
-
-        time.sleep(lab.stats_flush_interval_ms / 1000 * 3)
-        out.print(statsview.render_table(lab.stats.snapshot(), nonzero=True))
-        out.print("(stats that stayed zero are left out: `wirelab stats` shows all)")
-        out.print(f"Prometheus: curl -s {lab.prometheus_url}")
+        run.start()
+        lab = run.lab
+        assert lab is not None
+        if lab.prometheus is not None:
+            out.print(f"[bold cyan]>[/] Prometheus: {lab.prometheus.url} "
+                      "(scrapes Envoy every second)")
+        thread = run.run_in_background()
+        dash = Top(lab.stats, window=15.0, envoy_log=getattr(lab.envoy, "log_path", None),
+                   phase=run.phase)
+        if live:
+            showing.set()
+            if run_live(dash, Console(highlight=False), stop=run.stop):
+                run.stop.set()
+            showing.clear()
+        elif not (no_dashboard or as_json):
+            run_plain(dash, lambda line: out.print(line, markup=False, soft_wrap=True),
+                      interval=5.0, stop=run.stop)
+        else:
+            run.stop.wait()
+        run.finish(thread)
+        figures = run.figures(run.settled_snapshot())
+        if as_json:
+            click.echo(json.dumps(figures, indent=2))
+        else:
+            Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(
+                render_summary(figures))
         if keep:
             for label, value in lab.connection_strings():
                 out.print(f"  {label:18} {value}")
             out.print("lab is up; Ctrl-C stops it")
             _wait_for_signal()
     finally:
-        lab.close()
+        run.close()
+
+
+# --- compose ---------------------------------------------------------------
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def compose(directory: Path) -> None:
+    """Write a Docker Compose project of the demo stack into DIRECTORY.
+
+    Envoy with the shipped filters, PostgreSQL 18, MySQL 8.4, Prometheus and
+    Grafana with the wirelab dashboard; start it with `docker compose up`.
+    """
+    from .compose import write_compose
+
+    path = write_compose(directory)
+    click.echo(f"wrote {path}")
+    click.echo(f"start it: docker compose -f {path} up   (Grafana: http://127.0.0.1:3000, "
+               "Prometheus: http://127.0.0.1:9090; credentials in connect.json)")
+
+
+# --- truth -----------------------------------------------------------------
+@main.command()
+@click.option("--postgres", is_flag=True, help="PostgreSQL drivers (default: both servers).")
+@click.option("--mysql", is_flag=True, help="MySQL/MariaDB drivers (default: both servers).")
+@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+              help="bin/ of the PostgreSQL to test against (default: the one wirelab finds).")
+@click.option("--driver", "drivers", multiple=True, help="Only this workload (repeatable).")
+@click.option("--no-lua", is_flag=True, help="Leave out the Lua example that counts statements.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cells as JSON.")
+def truth(postgres: bool, mysql: bool, pg_bin: Path | None, drivers: tuple[str, ...],
+          no_lua: bool, as_json: bool) -> None:
+    """Run each driver through Envoy; print filter vs server figures; exit 1 on a difference."""
+    from .truth.command import truth_command
+
+    sys.exit(truth_command(postgres, mysql, drivers, pg_bin, not no_lua, as_json,
+                           stdout_console(), console))
 
 
 # --- replay ----------------------------------------------------------------
@@ -377,6 +546,9 @@ def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
     Console().print(table)
     console.print(f"{result.connections} connection(s), {result.bytes:,} bytes in "
                   f"{result.reads} reads, {len(result.logs)} log lines")
+    for level, message in result.logs:
+        if level in ("error", "critical"):
+            click.echo(f"filter {level}: {message}", err=True)
     for trap in result.traps:
         console.print(f"[red]trap:[/red] {trap}")
 
@@ -384,11 +556,13 @@ def replay(filter_path: Path, conversation: Path, chunking: str, seed: int,
 def _replay_filter(path: Path) -> tuple[Path, object]:
     if path.is_dir():
         from .build import build_project
+        from .harness.filters import plugin_config_for
         from .project import Project
 
         project = Project.load(path)
         built = build_project(project)
-        return built.wasm, getattr(built, "plugin_config", None) or project.manifest.config
+        # what Envoy gets: a Lua project's config carries its script
+        return built.wasm, plugin_config_for(project)
     if path.suffix != ".wasm":
         raise WirelabError(f"{path}: FILTER must be a project directory or a .wasm file")
     return path, None
@@ -453,3 +627,14 @@ def test(ctx: click.Context, directory: Path, e2e: bool, target: str) -> None:
                        report=lambda line: click.echo(line, err=True), target=current)
         code = code or rc
     sys.exit(code)
+
+
+# --- xds / fleet (wirelab.cli_xds) -------------------------------------------
+def _register_xds() -> None:
+    from .cli_xds import fleet, xds
+
+    main.add_command(xds)
+    main.add_command(fleet)
+
+
+_register_xds()

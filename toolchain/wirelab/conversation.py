@@ -133,6 +133,10 @@ class Conversation:
         tmp.replace(path)  # a reader never sees half a file
         return path
 
+    def writer(self, path: str | Path) -> ConversationWriter:
+        """A file that gets this conversation's header now and each event as it happens."""
+        return ConversationWriter(Path(path), self.header())
+
     @classmethod
     def load(cls, path: str | Path) -> Conversation:
         path = Path(path)
@@ -165,10 +169,54 @@ class Conversation:
                 f"(this wirelab reads version {VERSION}; upgrade wirelab or re-record)"
             )
         conv = cls(protocol=str(header.get("protocol", "tcp")), meta=dict(header.get("meta") or {}))
+        opened: set[int] = set()
         for n, line in it:
             if line.strip():
-                conv.events.append(_event(_json(line, source, n), source, n))
+                event = _event(_json(line, source, n), source, n)
+                _check_order(event, opened, f"{source}:{n}")
+                conv.events.append(event)
         return conv
+
+    def check(self, source: str = "<conversation>") -> None:
+        """Raise a WirelabError for an event on a connection that was never opened."""
+        opened: set[int] = set()
+        for i, event in enumerate(self.events, 1):
+            _check_order(event, opened, f"{source}: event {i}")
+
+
+def _check_order(event: Event, opened: set[int], where: str) -> None:
+    if event.ev == "open":
+        if event.conn in opened:
+            raise WirelabError(f"{where}: connection {event.conn} is opened twice; give the "
+                               "second one its own \"conn\" number")
+        opened.add(event.conn)
+    elif event.conn not in opened:
+        raise WirelabError(
+            f"{where}: {event.ev} event for connection {event.conn}, which was never opened; "
+            f'add {{"t": {event.t:g}, "conn": {event.conn}, "ev": "open"}} before it'
+        )
+
+
+class ConversationWriter:
+    """Appends events to a conversation file as they happen, one flushed line each, so
+    a recorder killed at any moment leaves a file that holds everything up to then."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = path.open("w")
+        self._line(header)
+
+    def _line(self, obj: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self._fh.flush()
+
+    def write(self, event: Event) -> None:
+        if not self._fh.closed:
+            self._line(event.to_json())
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def _json(line: str, source: str, n: int) -> Any:

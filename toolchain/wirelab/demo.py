@@ -1,47 +1,36 @@
-"""`wirelab demo`: real clients through a real Envoy with the shipped filters, then the stats.
+"""`wirelab demo`: both databases behind Envoy with both filters, a workload in phases,
+the live dashboard while it runs, and Prometheus scraping it all.
 
-It builds the filters that ship with wirelab, starts PostgreSQL (and MariaDB when
-installed), runs psql and pgbench (and the mariadb CLI) through Envoy, and prints
-what the filters counted. Nothing here is simulated.
+Nothing is simulated: PostgreSQL and MariaDB are real servers, the clients are
+psycopg and pymysql through Envoy, the figures are Envoy's stats.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .envoy import Snapshot
 from .errors import WirelabError
 from .harness import Lab
-from .paths import examples_dir, filters_dir
+from .paths import filters_dir
+from .prometheus import find_prometheus
+from .top.model import quantile, reduce
+from .workload import Phase, Workload
 
-PSQL_SCRIPT = """
-CREATE TABLE IF NOT EXISTS demo_orders (id serial PRIMARY KEY, item text, qty int);
-INSERT INTO demo_orders (item, qty) VALUES ('widget', 3), ('gadget', 5), ('gizmo', 1);
-SELECT item, qty FROM demo_orders ORDER BY id;
-BEGIN;
-UPDATE demo_orders SET qty = qty + 1 WHERE item = 'widget';
-COMMIT;
-BEGIN;
-DELETE FROM demo_orders WHERE item = 'gizmo';
-ROLLBACK;
-SELECT * FROM no_such_table;
-SELECT count(*) FROM demo_orders;
-"""
-
-MARIADB_SCRIPT = """
-CREATE TABLE IF NOT EXISTS demo_orders (id int AUTO_INCREMENT PRIMARY KEY, item text, qty int);
-INSERT INTO demo_orders (item, qty) VALUES ('widget', 3), ('gadget', 5);
-SELECT item, qty FROM demo_orders ORDER BY id;
-BEGIN; UPDATE demo_orders SET qty = qty + 1 WHERE item = 'widget'; COMMIT;
-SELECT * FROM no_such_table;
-"""
+# The demo's filter configuration: a slow threshold its slow phase crosses, and
+# counters sent to Envoy four times a second so the dashboard moves smoothly.
+FILTER_CONFIG = {"stat_prefix": "demo", "slow_threshold_ms": 200, "metrics_flush_ms": 250}
 
 
 def demo_filters() -> list[Path]:
-    """The byte counter example plus whichever shipped protocol filters exist."""
-    found = [examples_dir() / "bytes-counter"]
+    """The shipped protocol filters."""
+    found = []
     for name in ("postgres", "mysql"):
         project = filters_dir() / name
         if (project / "wirelab.toml").is_file():
@@ -49,36 +38,121 @@ def demo_filters() -> list[Path]:
     return found
 
 
-def _run(cmd: list[str], env: dict[str, str] | None, stdin: str | None = None) -> str:
-    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True, timeout=300)
-    # The demo's scripts contain one deliberate error; anything else is a real failure.
-    if proc.returncode not in (0, 1, 3):
-        raise WirelabError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[:400]}")
-    return proc.stdout
+def mysql_available() -> bool:
+    return shutil.which("mariadbd") is not None or Path("/usr/sbin/mariadbd").exists()
 
 
-def run_demo(step: Callable[[str], None], with_mysql: bool | None = None) -> Lab:
-    """Run the demo traffic and return the (still running) lab; the caller closes it."""
-    for tool in ("psql", "pgbench"):
-        if shutil.which(tool) is None:
-            raise WirelabError(f"{tool} is not installed: apt-get install postgresql-client")
-    if with_mysql is None:
-        with_mysql = shutil.which("mariadbd") is not None or Path("/usr/sbin/mariadbd").exists()
-    step("building filters and starting PostgreSQL" + (", MariaDB" if with_mysql else "")
-         + " and Envoy")
-    lab = Lab(postgres=True, mysql=with_mysql, filters=demo_filters(),
-              filter_config={"stat_prefix": "demo"}).start()
-    try:
-        env = lab.pg_env()
-        step("psql through Envoy: a table, inserts, selects, a commit, a rollback, an error")
-        _run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"], env, PSQL_SCRIPT)
-        step("pgbench through Envoy: initialise, then 200 transactions on 4 clients")
-        _run(["pgbench", "-i", "-q", "-s", "1"], env)
-        _run(["pgbench", "-n", "-c", "4", "-j", "2", "-t", "50"], env)
-        if with_mysql:
-            step("mariadb CLI through Envoy: a table, inserts, a select, a commit, an error")
-            _run(["mariadb", *lab.mysql_cli_args(), "--force"], None, MARIADB_SCRIPT)
-    except BaseException:
-        lab.close()
-        raise
-    return lab
+@dataclass
+class DemoRun:
+    """A lab, its workload and (when installed) Prometheus; `close()` stops them."""
+
+    duration: float = 60.0
+    with_mysql: bool | None = None
+    with_prometheus: bool | None = None
+    step: Callable[[str], None] = lambda msg: None
+    lab: Lab | None = None
+    workload: Workload | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    started: float = 0.0
+
+    def start(self) -> DemoRun:
+        if self.with_mysql is None:
+            self.with_mysql = mysql_available()
+        if self.with_prometheus is None:
+            self.with_prometheus = find_prometheus() is not None
+            if not self.with_prometheus:
+                self.step("Prometheus is not installed (apt-get install prometheus): "
+                          "running without it")
+        self.step("building the filters; starting PostgreSQL"
+                  + (", MariaDB" if self.with_mysql else "") + ", Envoy"
+                  + (" and Prometheus" if self.with_prometheus else ""))
+        self.lab = Lab(postgres=True, mysql=self.with_mysql, filters=demo_filters(),
+                       filter_config=dict(FILTER_CONFIG),
+                       prometheus=bool(self.with_prometheus)).start()
+        try:
+            dbs: dict[str, dict[str, Any]] = {"postgres": self.lab.pg_conninfo()}
+            if self.with_mysql:
+                dbs["mysql"] = self.lab.mysql_kwargs()
+            self.workload = Workload(dbs, self.duration, on_phase=self._announce,
+                                     stop=self.stop)
+            self.step("creating the demo tables through Envoy")
+            self.workload.setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _announce(self, phase: Phase) -> None:
+        self.step(f"phase {phase.name}: {phase.title}")
+
+    def phase(self) -> str:
+        w = self.workload
+        if w is None or w.phase is None:
+            return ""
+        left = max(0, self.duration - (time.monotonic() - self.started))
+        return f"{w.phase.name}: {w.phase.title.split(':')[0]} ({left:.0f}s left)"
+
+    def run_in_background(self) -> threading.Thread:
+        assert self.workload is not None
+        self.started = time.monotonic()
+        thread = threading.Thread(target=self._run, name="demo-workload", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self) -> None:
+        try:
+            self.workload.run()
+        except BaseException:  # noqa: BLE001 - kept in workload.failure, raised by finish
+            pass
+        finally:
+            self.stop.set()
+
+    def finish(self, thread: threading.Thread) -> None:
+        """Wait for the workload to end (set `stop` to end it early); raise what broke it."""
+        thread.join()
+        failure = self.workload.failure if self.workload else None
+        if failure is not None:
+            raise WirelabError(f"the demo workload failed: {failure}") from None
+
+    def settled_snapshot(self) -> Snapshot:
+        """Stats once every connection is closed and histograms flushed."""
+        assert self.lab is not None
+        stats = self.lab.stats
+
+        def settled(snap: Snapshot) -> bool:
+            return all(v.sessions == 0 for v in reduce(snap).values())
+
+        stats.wait_until(settled, timeout=10)
+        time.sleep(self.lab.stats_flush_interval_ms / 1000 * 3)
+        return stats.snapshot()
+
+    def figures(self, snap: Snapshot) -> dict[str, Any]:
+        """The final figures (`--json`)."""
+        assert self.lab is not None and self.workload is not None
+        groups = {}
+        for (proto, prefix), g in sorted(reduce(snap).items()):
+            groups[f"{proto}/{prefix}"] = {
+                "protocol": proto, "stat_prefix": prefix,
+                "statements": {k: v for k, v in sorted(g.statements.items()) if v},
+                "latency_us": {k: {"count": sum(b.values()), "p50": quantile(b, 0.5),
+                                   "p99": quantile(b, 0.99)}
+                               for k, b in sorted(g.latency.items()) if sum(b.values())},
+                "errors": {k: v for k, v in sorted(g.errors.items()) if v},
+                "sessions_active": g.sessions,
+                "commits": g.commits, "rollbacks": g.rollbacks,
+                "slow_statements": g.slow,
+                "bytes": {"client": g.bytes_client, "server": g.bytes_server},
+            }
+        return {
+            "duration_s": self.duration,
+            "phases": self.workload.timeline,
+            "filters": groups,
+            "clients": self.workload.counts(),
+            "admin": self.lab.admin_url,
+            "prometheus": self.lab.prometheus.url if self.lab.prometheus else None,
+        }
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.lab is not None:
+            self.lab.close()

@@ -168,6 +168,9 @@ CHECKS: list[Callable[[], Component]] = [
     lambda: _binary("mariadb", "mariadb client", "apt-get install mariadb-client",
                     pattern=r"Distrib (\d+\.\d+\.\d+)"),
     lambda: _binary("sysbench", "sysbench", "apt-get install sysbench"),
+    # `wirelab up --prometheus` and the demo run it against Envoy's /stats/prometheus.
+    lambda: _binary("prometheus", "Prometheus", "apt-get install prometheus",
+                    pattern=r"version (\d+\.\d+\.\d+)"),
     check_docker,
 ]
 

@@ -9,6 +9,7 @@
     script = "filter.lua"       # Lua projects: the script
     targets = ["wasm"]          # what `wirelab build` makes: "wasm" (build/<name>.wasm)
                                 # and/or "native" (build/lib<name>.so)
+    tag_keys = ["tenant"]       # tag keys beyond wirelab's own (docs/metrics-naming.md)
     [config]                    # plugin configuration defaults (a JSON object)
     stat_prefix = "demo"
 """
@@ -39,7 +40,12 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     cflags: list[str] = []
     script: str | None = None
     targets: list[Literal["wasm", "native"]] = msgspec.field(default_factory=lambda: ["wasm"])
+    tag_keys: list[str] = []  # tag keys beyond wirelab's own (docs/metrics-naming.md)
     config: dict[str, Any] = {}
+
+
+# Fields with a fixed set of values: an error lists them (msgspec's would not).
+_CHOICES = {"language": ("c", "lua"), "protocol": ("tcp", "postgres", "mysql")}
 
 
 class Project:
@@ -53,6 +59,11 @@ class Project:
     def load(cls, directory: str | Path = ".") -> Project:
         root = Path(directory).resolve()
         path = root / MANIFEST
+        if not root.exists():
+            raise WirelabError(
+                f"{directory}: no such directory (pass a filter project directory, or create "
+                "one with `wirelab new NAME`)"
+            )
         if not path.is_file():
             if root.is_file() and root.name == MANIFEST:
                 return cls.load(root.parent)
@@ -64,6 +75,13 @@ class Project:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise WirelabError(f"{path}: invalid TOML: {exc}") from None
+        for key, valid in _CHOICES.items():
+            value = data.get(key) if isinstance(data, dict) else None
+            if value is not None and value not in valid:
+                raise WirelabError(
+                    f"{path}: {key} = {value!r} is not valid: use "
+                    f"{' or '.join(repr(v) for v in valid)}"
+                )
         try:
             manifest = msgspec.convert(data, Manifest)
         except msgspec.ValidationError as exc:

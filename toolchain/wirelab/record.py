@@ -2,7 +2,10 @@
 
     with Recorder(upstream=("127.0.0.1", 5432), out="session.jsonl") as rec:
         run_a_client(port=rec.port)
-    # the file is written on exit
+    # the file is complete on exit
+
+The file is written as the conversation happens, one flushed line per event,
+so a recorder that is killed leaves everything it relayed up to then.
 
 Each accepted client gets its own upstream connection and two pump threads
 (client->server, server->client). Bytes are forwarded unchanged and in the
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .conversation import Closer, Conversation, Direction
+from .conversation import Closer, Conversation, ConversationWriter, Direction
 from .errors import WirelabError
 
 _READ = 65536
@@ -95,7 +98,7 @@ class _Relay:
 
 
 class Recorder:
-    """Relay `listen` -> `upstream`, recording into a Conversation (and `out`, on stop)."""
+    """Relay `listen` -> `upstream`, recording into a Conversation (and `out`, as it goes)."""
 
     def __init__(
         self,
@@ -118,6 +121,7 @@ class Recorder:
         self._sock: socket.socket | None = None
         self._bound: tuple[str, int] | None = None
         self._acceptor: threading.Thread | None = None
+        self._writer: ConversationWriter | None = None
         self._t0 = 0.0
 
     # --- lifecycle ------------------------------------------------------------
@@ -135,6 +139,14 @@ class Recorder:
         self._t0 = time.monotonic()
         self.conversation.meta.setdefault("recorded_at", time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                        time.gmtime()))
+        if self.out is not None:
+            try:
+                self._writer = self.conversation.writer(self.out)
+            except OSError as exc:
+                sock.close()
+                raise WirelabError(
+                    f"cannot write {self.out}: {exc.strerror} (pick another -o file)"
+                ) from None
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
         self._acceptor.start()
         return self
@@ -155,8 +167,8 @@ class Recorder:
                 relay.abort()
                 relay.done.wait(5)
         self._sock = None
-        if self.out is not None:
-            self.conversation.save(self.out)
+        if self._writer is not None:
+            self._writer.close()
         return self.conversation
 
     def __enter__(self) -> Recorder:
@@ -203,7 +215,9 @@ class Recorder:
                 cid = self.stats.connections
                 self.stats.connections += 1
                 self.conversation.open(cid, self._now(), f"{addr[0]}:{addr[1]}", self._dst())
+                self._written()
                 self.conversation.close(cid, self._now(), "server")
+                self._written()
             client.close()
             return
         for s in (client, upstream):
@@ -213,6 +227,7 @@ class Recorder:
             self.stats.connections += 1
             self.stats.active += 1
             self.conversation.open(cid, self._now(), f"{addr[0]}:{addr[1]}", self._dst())
+            self._written()
             relay = _Relay(self, cid, client, upstream)
             self._relays.append(relay)
         relay.start()
@@ -225,6 +240,7 @@ class Recorder:
         # Under the lock so event order in the file matches the order of reads.
         with self._lock:
             self.conversation.data(conn, self._now(), direction, chunk)
+            self._written()
             if direction == "client":
                 self.stats.client_bytes += len(chunk)
             else:
@@ -233,7 +249,13 @@ class Recorder:
     def _closed(self, conn: int, by: Closer) -> None:
         with self._lock:
             self.conversation.close(conn, self._now(), by)
+            self._written()
             self.stats.active -= 1
+
+    def _written(self) -> None:
+        """Put the event just added in the file (called under the lock)."""
+        if self._writer is not None:
+            self._writer.write(self.conversation.events[-1])
 
 
 def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

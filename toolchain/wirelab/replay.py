@@ -103,8 +103,11 @@ def replay(
     **emulator_options: Any,
 ) -> ReplayResult:
     """Replay every connection of `conversation` through the filter at `wasm_path`."""
-    conv = conversation if isinstance(conversation, Conversation) else Conversation.load(
-        conversation)
+    if isinstance(conversation, Conversation):
+        conv = conversation
+        conv.check()  # a file is checked line by line as it is read
+    else:
+        conv = Conversation.load(conversation)
     if host is None:
         host = Emulator.load(wasm_path, plugin_config=plugin_config, seed=seed,
                              **emulator_options)

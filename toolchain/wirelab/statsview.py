@@ -71,19 +71,30 @@ def _q(quantiles: dict[float, Any], p: float) -> str:
     return "" if v is None else f"{v:g}"
 
 
-def prometheus_text(client: StatsClient, match: str | None = None) -> str:
-    """Prometheus text; with `match`, only the series whose line (name and labels)
-    contains it or matches it as a glob, each with its `# TYPE` line."""
-    text = client._get("/stats/prometheus")
-    if not match:
+def prometheus_text(client: StatsClient, match: str | None = None,
+                    everything: bool = False) -> str:
+    """Prometheus text: the filters' series (like the table), or with `everything`
+    Envoy's own `envoy_*` series too. With `match`, only the series whose line (name
+    and labels) contains it or matches it as a glob. Each kept series keeps its
+    `# TYPE` line."""
+    return select_prometheus(client._get("/stats/prometheus"), match, everything)
+
+
+def select_prometheus(text: str, match: str | None = None, everything: bool = False) -> str:
+    if everything and not match:
         return text
-    pattern = match if any(c in match for c in "*?[") else f"*{match}*"
+    pattern = (match if any(c in match for c in "*?[") else f"*{match}*") if match else "*"
     alt = pattern.replace(".", "_")  # metric names are sanitised; labels are not
     keep: list[str] = []
     pending_type = ""
     for line in text.splitlines():
         if line.startswith("#"):
             pending_type = line
+            continue
+        if not line.strip():
+            continue
+        # Envoy exports its own stats as envoy_*, a filter's without that prefix.
+        if not everything and line.startswith("envoy_"):
             continue
         if fnmatch.fnmatchcase(line, pattern) or fnmatch.fnmatchcase(line, alt):
             if pending_type:

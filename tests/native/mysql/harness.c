@@ -56,19 +56,24 @@ static void on_event(void *ud, const wl_mysql_event *e) {
     case WL_MYSQL_EV_COMMAND: {
         const char *cn = wl_mysql_command_name(e->command);
         printf(" #%u cmd=%s verb=%s", e->cmd_no, cn ? cn : "?", wl_mysql_verb_name(e->verb));
+        if (e->unattributed) printf(" unattributed");
         if (e->stmt_id) printf(" stmt=%u", e->stmt_id);
         put_str("text", e->text, e->text_len);
         put_str("user", e->user, e->user_len);
         break;
     }
     case WL_MYSQL_EV_RESULT:
-        printf(" #%u rs=%u cols=%llu rows=%llu affected=%llu warn=%u status=0x%x cursor=%u", e->cmd_no,
+        printf(" #%u stmt#%u verb=%s end=%u call=%u", e->cmd_no, e->stmt_index, wl_mysql_verb_name(e->stmt_verb),
+               e->stmt_end, e->is_call);
+        printf(" rs=%u cols=%llu rows=%llu affected=%llu warn=%u status=0x%x cursor=%u",
                e->is_result_set, (unsigned long long)e->columns, (unsigned long long)e->rows,
                (unsigned long long)e->affected_rows, e->warnings, e->status_flags, e->cursor);
         if (e->command == WL_MYSQL_COM_STMT_PREPARE) printf(" stmt=%u params=%u", e->stmt_id, e->params);
         break;
     case WL_MYSQL_EV_COMMAND_DONE:
-        printf(" #%u outcome=%u results=%u rows=%llu affected=%llu warn=%u", e->cmd_no, e->outcome, e->results,
+        printf(" #%u stmts=%u", e->cmd_no, e->statements);
+        if (e->outcome == WL_MYSQL_OUTCOME_ERR) printf(" failed#%u verb=%s", e->stmt_index, wl_mysql_verb_name(e->stmt_verb));
+        printf(" outcome=%u results=%u rows=%llu affected=%llu warn=%u", e->outcome, e->results,
                (unsigned long long)e->rows, (unsigned long long)e->affected_rows, e->warnings);
         if (e->outcome == WL_MYSQL_OUTCOME_ERR) {
             printf(" err=%u", e->err_code);
@@ -124,6 +129,7 @@ int main(int argc, char **argv) {
         if (len && fread(buf, 1, len, stdin) != len) return 2;
         if (h[0] != cur) {
             if (cur >= 0) printf("-- end %d\n", cur);
+            if (cur >= 0) wl_mysql_release(&dec);
             cur = h[0];
             wl_mysql_init(&dec, on_event, NULL);
             printf("-- conn %d\n", cur);
@@ -133,6 +139,7 @@ int main(int argc, char **argv) {
         wl_mysql_feed(&dec, h[1] ? WL_DIR_SERVER : WL_DIR_CLIENT, len, fetch, &s);
     }
     if (cur >= 0) printf("-- end %d active=%d\n", cur, wl_mysql_active(&dec));
+    if (cur >= 0) wl_mysql_release(&dec);
     free(buf);
     return 0;
 }

@@ -1,5 +1,7 @@
-/* Native harness for the PostgreSQL decoder: feeds recorded reads through a
- * memory-backed wl_fetch_fn and prints one line per event.
+/* Native harness for the PostgreSQL decoder and statement tracker: feeds
+ * recorded reads through a memory-backed wl_fetch_fn and prints one line per
+ * decoder event, and one line ("T stmt ...", "T txn ...") per statement and
+ * transaction the tracker reports (with a constant clock: no latencies).
  *
  * Input on stdin: records of [dir: 1 byte, 0 client / 1 server]
  * [length: 4 bytes big-endian][bytes]. Argument: "asis" (one feed per record),
@@ -10,6 +12,24 @@
 #include <string.h>
 
 #include "postgres.h"
+#include "postgres_tracker.h"
+
+static wl_pg_tracker trk;
+
+static void on_stmt(void *user, const wl_stmt_event *e) {
+    (void)user;
+    printf("T stmt kind=%s failed=%d sqlstate=%s prepared=%d returned=%llu affected=%llu "
+           "fetches=%u untimed=%d sql_len=%zu\n", e->kind_name, e->failed, e->sqlstate, e->prepared,
+           (unsigned long long)e->rows_returned, (unsigned long long)e->rows_affected, e->fetches,
+           e->untimed, e->sql_len);
+}
+
+static void on_txn(void *user, const wl_txn_event *e) {
+    (void)user;
+    printf("T txn outcome=%d implicit=%d statements=%u\n", e->outcome, e->implicit, e->statements);
+}
+
+static const wl_stmt_callbacks stmt_cb = {on_stmt, on_txn};
 
 typedef struct {
     const uint8_t *data;
@@ -99,6 +119,7 @@ static void on_event(void *user, const wl_pg_event *e) {
         break;
     }
     putchar('\n');
+    wl_pgt_event(&trk, e, 0);
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -122,6 +143,7 @@ int main(int argc, char **argv) {
     wl_pg_callbacks cb = {on_event};
     wl_pg_decoder d;
     wl_pg_init(&d, &cb, NULL);
+    wl_pgt_init(&trk, &stmt_cb, NULL);
     size_t fetches = 0, feeds = 0;
     size_t i = 0;
     while (i + 5 <= total) {
@@ -150,6 +172,7 @@ int main(int argc, char **argv) {
         }
         i += n;
     }
+    wl_pgt_close(&trk, 0);
     fprintf(stderr, "feeds=%zu fetches=%zu\n", feeds, fetches);
     return 0;
 }

@@ -33,8 +33,11 @@ NATIVE_BUILDERS: dict[str, Callable[[Project, bool], BuildResult]] = {
 
 def build_project(project: Project, force: bool = False, target: str = "wasm") -> BuildResult:
     """Build one target of `project` unless its inputs are unchanged (or `force`)."""
+    from .tagkeys import check_tag_keys
+
     if target not in TARGETS:
         raise BuildError(f"unknown target {target!r}: use {' or '.join(TARGETS)}")
+    check_tag_keys(project)  # before compiling: the rule holds for every build
     table = NATIVE_BUILDERS if target == "native" else BUILDERS
     builder = table.get(project.manifest.language)
     if builder is None:

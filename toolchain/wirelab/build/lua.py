@@ -35,6 +35,7 @@ import wasmtime
 from .. import paths
 from ..errors import BuildError
 from ..project import Project
+from ..wasmfile import debug_path
 from . import cache as input_cache
 from . import lua_source, validate, zig
 from .pipeline import BuildResult
@@ -51,7 +52,8 @@ EH_FLAGS = (
 )
 COMPILE_FLAGS = ("--target=wasm32-wasi", "-O2", *EH_FLAGS, "-D_WASI_EMULATED_SIGNAL")
 LINK_FLAGS = (
-    "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-s", *EH_FLAGS,
+    # no -s: the names go to runtime-<hash>.debug.wasm (split_debug), traps show them
+    "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", *EH_FLAGS,
     "-lwasi-emulated-signal",
 )
 # The host build: a shared library Envoy dlopens; only the SDK's hooks are
@@ -154,6 +156,8 @@ def build_runtime(force: bool = False, target: str = "wasm") -> Path:
     argv = [*zig.compiler_command(), *link_flags, "-o", str(tmp), *map(str, objects)]
     try:
         zig.compile_wasm(argv, tmp, lua_runtime_dir(), runtime_srcs)
+        if not native:  # a shared library is linked stripped (-s) already
+            zig.split_debug(tmp, debug_path(out))
         try:
             if native:
                 from . import native as native_check
@@ -284,6 +288,9 @@ def build_lua(project: Project, force: bool = False, target: str = "wasm") -> Bu
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         shutil.copyfile(runtime, tmp)
         os.replace(tmp, out)
+    if debug_path(runtime).is_file() and (not same_wasm or force
+                                          or not debug_path(out).is_file()):
+        shutil.copyfile(debug_path(runtime), debug_path(out))  # names for traps
     if not same_cfg or force:
         tmp = cfg_out.with_name(f".{cfg_out.name}.{os.getpid()}.tmp")
         tmp.write_text(config_text)

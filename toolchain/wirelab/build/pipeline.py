@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError
+from ..wasmfile import debug_path
 from . import cache, validate, zig
 
 
@@ -77,6 +78,8 @@ def run(plan: CompilePlan, force: bool = False) -> BuildResult:
     argv = [*zig.compiler_command(), *plan.flags, "-o", str(tmp), *map(str, plan.sources)]
     try:
         proc = zig.compile_wasm(argv, tmp, plan.root, plan.sources)
+        if plan.target == "wasm":  # a native .so keeps its symbols where it is
+            zig.split_debug(tmp, debug_path(plan.output))
         try:
             if plan.check is not None:
                 plan.check(tmp)

@@ -16,7 +16,9 @@ TARGET_FLAGS: tuple[str, ...] = (
     "--target=wasm32-wasi",
     "-mexec-model=reactor",
     "-O2",
-    "-s",
+    # Names and DWARF are linked in; split_debug() moves them to build/<name>.debug.wasm
+    # and leaves the module Envoy loads stripped (the code is the same as with -s).
+    "-g",
 )
 
 # An Envoy dynamic module: a shared library for the host Envoy runs on. Only the
@@ -137,3 +139,14 @@ def compile_wasm(
         detail = "; ".join(tail) if tail else f"exit status {proc.returncode}"
         raise BuildError(f"the compiler failed: {detail}")
     return proc
+
+
+def split_debug(module: Path, debug: Path) -> None:
+    """Keep `module` as it was linked in `debug`, then strip `module`'s custom sections."""
+    from .. import wasmfile
+
+    data = module.read_bytes()
+    tmp = debug.with_name(f".{debug.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(debug)
+    module.write_bytes(wasmfile.strip_custom_sections(data))

@@ -173,10 +173,11 @@ class Store:
 class GuestTrap(Exception):
     """The guest trapped (unreachable, out of bounds, abort, uncaught exception)."""
 
-    def __init__(self, message: str, frames: list[str]):
+    def __init__(self, message: str, frames: list[str], offsets: list[int] | None = None):
         super().__init__(message)
         self.message = message
         self.frames = frames
+        self.offsets = offsets or []  # each frame's byte offset in the module
 
 
 class RawFunc:
@@ -219,15 +220,17 @@ class RawFunc:
         raise GuestTrap(*_split_trap(str(e)))
 
 
-_FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+ - (.*)$")
+_FRAME = re.compile(r"^\s*\d+:\s+0x([0-9a-f]+) - (.*)$")
 
 
-def _split_trap(text: str) -> tuple[str, list[str]]:
-    """wasmtime's text -> (the cause, one line; the backtrace frames, innermost first)."""
-    frames = [m.group(1) for line in text.splitlines() if (m := _FRAME.match(line))]
+def _split_trap(text: str) -> tuple[str, list[str], list[int]]:
+    """wasmtime's text -> (the cause, one line; the backtrace frames, innermost first;
+    each frame's offset in the module)."""
+    found = [m for line in text.splitlines() if (m := _FRAME.match(line))]
     cause = text.split("Caused by:", 1)[1] if "Caused by:" in text else text
     lines = [ln.strip() for ln in cause.strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else text.strip()), frames
+    return ((lines[0] if lines else text.strip()), [m.group(2) for m in found],
+            [int(m.group(1), 16) for m in found])
 
 
 def read_bytes(st: Store, ptr: int, size: int) -> bytes:

@@ -26,6 +26,7 @@ from ._wasm import load_module
 from .logs import Logs, level_name
 from .metrics import Metrics
 from .shared import EnvoyState
+from .symbols import Symbols
 from .vm import VM, Context, EmulatorError, TrapInfo, random_source
 
 _POLICIES = {
@@ -64,6 +65,18 @@ def _encode_property(value: Any) -> bytes:
     if isinstance(value, int):
         return _U64.pack(value & ((1 << 64) - 1))
     return str(value).encode()
+
+
+# Lists that collect every Emulator made while they are registered: the pytest
+# plugin registers one per test to report the filters' errors when it fails.
+watchers: list[list[Emulator]] = []
+
+
+def problems(emulator: Emulator) -> list[str]:
+    """What went wrong inside a filter: error log lines (a Lua error's message, file
+    and line) and traps."""
+    out = [f"{lvl}: {msg}" for lvl, msg in emulator.logs if lvl in ("error", "critical")]
+    return out + [f"trap: {t}" for t in emulator.traps]
 
 
 class Emulator:
@@ -122,6 +135,9 @@ class Emulator:
         self._resuming: list[Connection] = []
         self._next_conn = 0
         self.connections: list[Connection] = []
+        self.symbols = Symbols(self.path)  # names in trap backtraces, read on a trap
+        for watcher in watchers:
+            watcher.append(self)
         try:
             self.module = load_module(self.path)
         except Exception as exc:  # wasmtime's compile errors

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 # Realtime clock of the virtual world: 2026-01-01T00:00:00Z, so replays agree.
 EPOCH_NS = 1_767_225_600 * 1_000_000_000
+# What the filter reads from the monotonic clock when the emulator starts. Envoy's
+# is the host's (time since boot), never 0, so code that takes 0 for "unset" must
+# see the same here: the virtual clock starts an hour after a virtual boot.
+MONOTONIC_START_NS = 3_600 * 1_000_000_000
 
 
 @dataclass
@@ -43,6 +47,11 @@ class EnvoyState:
     @property
     def realtime_ns(self) -> int:
         return EPOCH_NS + self.now_ns
+
+    @property
+    def monotonic_ns(self) -> int:
+        """The guest's monotonic clock: `now_ns` (0 at start) plus MONOTONIC_START_NS."""
+        return MONOTONIC_START_NS + self.now_ns
 
     def bump(self, stat: str) -> None:
         self.plugin_stats[stat] = self.plugin_stats.get(stat, 0) + 1

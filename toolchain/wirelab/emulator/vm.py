@@ -161,7 +161,8 @@ class VM:
         try:
             return f(*args)
         except GuestTrap as trap:
-            self.failed = TrapInfo(name, trap.message, trap.frames, self.worker,
+            frames = self.emu.symbols.frames(trap.frames, trap.offsets)
+            self.failed = TrapInfo(name, trap.message, frames, self.worker,
                                    ctx.id if ctx else None)
             self.failed_at_ns = self.state.now_ns
             self.emu._trapped(self, self.failed)
@@ -190,10 +191,18 @@ class VM:
                 f"{emu.vm_config[:80]!r}; Envoy would refuse to start (check the VM configuration)"
             )
         self.root.buffers[abi.PLUGIN_CONFIGURATION] = emu.plugin_config
+        logged = len(emu.logs)
         ok = self.invoke("proxy_on_configure", self.root, self.root.id, len(emu.plugin_config))
         del self.root.buffers[abi.PLUGIN_CONFIGURATION]  # Envoy only offers it during configure
         self._check_start("proxy_on_configure")
         if ok == 0:
+            # The filter's own error lines say why (a Lua script's message, file and line).
+            said = [msg for lvl, msg in emu.logs[logged:] if lvl in ("error", "critical")]
+            if said:
+                raise EmulatorError(
+                    f"{emu.path}: proxy_on_configure returned false: {'; '.join(said)} "
+                    "(Envoy would reject the configuration too; fix what the message names)"
+                )
             raise EmulatorError(
                 f"{emu.path}: proxy_on_configure returned false for plugin config "
                 f"{emu.plugin_config[:80]!r}; Envoy would reject it (fix the plugin configuration)"
@@ -623,7 +632,7 @@ class VM:
         if clock == abi.CLOCK_REALTIME:
             now = self.state.realtime_ns
         elif clock == abi.CLOCK_MONOTONIC:
-            now = self.state.now_ns
+            now = self.state.monotonic_ns
         else:
             return abi.WASI_INVAL
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,26 @@ from .binary import envoy_path, startup_reason
 from .render import render_bootstrap
 from .specs import ListenerSpec
 from .stats import StatsClient
+
+# Envoy's startup inventory (version, every linked extension, header map sizes):
+# ~100 info lines from server.cc that never explain a failure.
+# The entries are indented under two headers; the other startup lines stay.
+_STARTUP_INVENTORY = re.compile(
+    r"\]\[info\]\[main\] \[source/server/server\.cc:\d+\] "
+    r"(?:  |statically linked extensions:|HTTP header map info:)")
+
+
+def useful_log_lines(text: str) -> list[str]:
+    """Envoy's log without its startup inventory."""
+    return [ln for ln in text.splitlines() if ln.strip() and not _STARTUP_INVENTORY.search(ln)]
+
+
+_FILTER_ERROR = re.compile(r"\]\[(?:error|critical)\]\[wasm\] .*?wasm log (?:[^:]*: )?(?P<msg>.*)$")
+
+
+def filter_errors(text: str) -> list[str]:
+    """The error lines filters logged (a Lua error: message, file and line) in Envoy's log."""
+    return [m.group("msg") for ln in text.splitlines() if (m := _FILTER_ERROR.search(ln))]
 
 
 def _free_port(taken: set[int]) -> int:
@@ -137,9 +158,7 @@ class EnvoyProcess:
             specs.append(ListenerSpec(spec.name, spec.upstream, spec.filters, port))
         self.config_path = self._workdir / "envoy.yaml"
         self.log_path = self._workdir / "envoy.log"
-        self.config_path.write_text(
-            render_bootstrap(specs, self.admin_port, self.stats_flush_interval_ms, self.concurrency)
-        )
+        self.config_path.write_text(self._bootstrap(specs))
         self.stats = StatsClient(self.admin_url, self.log_tail)
         cmd = [
             str(envoy_path()), "-c", str(self.config_path),
@@ -165,6 +184,12 @@ class EnvoyProcess:
         except BaseException:
             self.stop()
             raise
+
+    def _bootstrap(self, specs: list[ListenerSpec]) -> str:
+        """The bootstrap to run (listeners have their ports by now); subclasses swap it."""
+        return render_bootstrap(
+            specs, self.admin_port, self.stats_flush_interval_ms, self.concurrency
+        )
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
@@ -231,5 +256,5 @@ class EnvoyProcess:
         text = self._final_log if self._final_log is not None else self.log_path.read_text(
             errors="replace"
         )
-        return "\n".join(deque(text.splitlines(), maxlen=n))
+        return "\n".join(deque(useful_log_lines(text), maxlen=n))
 

@@ -16,7 +16,8 @@ from ..errors import EnvoyError
 from ..paths import envoy_templates_dir
 from .specs import FilterSpec, ListenerSpec
 
-# Keys that may appear as `.<key>=<value>` segments (docs/metrics-naming.md).
+# wirelab's own tag keys; a project declares others as `tag_keys` in wirelab.toml
+# (docs/metrics-naming.md), and they get stats_tags rules too.
 TAG_KEYS = (
     "type", "verb", "command", "sqlstate", "class", "code",
     "reason", "database", "user", "direction",
@@ -146,7 +147,7 @@ def render_bootstrap(
         admin_address="127.0.0.1",
         admin_port=int(admin_port),
         flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
-        tag_rules=tag_rules(),
+        tag_rules=tag_rules(_declared_keys(listeners)),
         native=has_native(listeners),
     )
 
@@ -203,7 +204,7 @@ def render_container_bootstrap(
         admin_address="0.0.0.0",
         admin_port=int(admin_port),
         flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
-        tag_rules=tag_rules(),
+        tag_rules=tag_rules(_declared_keys(listeners)),
         native=has_native(listeners),
     )
 
@@ -224,6 +225,28 @@ def render_user_config(
             raise EnvoyError(f"listener {spec.name!r} has no port: give it the port to listen on")
     return _env().get_template("user-config.yaml.j2").render(
         listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
-        tag_rules=tag_rules(extra_tag_keys),
+        tag_rules=tag_rules(extra_tag_keys + _declared_keys(listeners)),
         native=has_native(listeners),
     )
+
+
+def render_user_bootstrap(listeners: list[ListenerSpec], admin_port: int = 9901,
+                          listen_address: str = "0.0.0.0") -> str:
+    """A complete bootstrap for a user's own Envoy (`envoy -c` runs it as is): the admin
+    API on 127.0.0.1:`admin_port`, the listeners, their clusters, the stats_tags rules."""
+    _check_unique(listeners)
+    for spec in listeners:
+        if not spec.port:
+            raise EnvoyError(f"listener {spec.name!r} has no port: give it the port to listen on")
+    return _env().get_template("bootstrap.yaml.j2").render(
+        listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
+        admin_address="127.0.0.1",
+        admin_port=int(admin_port),
+        flush_interval="5s",  # Envoy's default
+        tag_rules=tag_rules(_declared_keys(listeners)),
+        native=has_native(listeners),
+    )
+
+
+def _declared_keys(listeners: list[ListenerSpec]) -> tuple[str, ...]:
+    return tuple(k for spec in listeners for f in spec.filters for k in f.tag_keys)

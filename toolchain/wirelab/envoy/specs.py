@@ -43,6 +43,7 @@ class FilterSpec:
     vm_id: str = ""
     failure_policy: str = "FAIL_OPEN"
     target: str = "wasm"
+    tag_keys: tuple[str, ...] = ()  # declared beyond wirelab's own: stats_tags rules too
 
     def __post_init__(self) -> None:
         _check_name("filter", self.name)

@@ -136,6 +136,17 @@ def parse_prometheus(text: str) -> list[Sample]:
     return samples
 
 
+LOG_TAIL_MARK = "--- Envoy log (tail) ---"
+# Envoy's own bookkeeping that moves whenever its admin API is polled.
+_NOISE_PREFIXES = ("http.admin.", "listener.admin.", "filesystem.", "server.", "wasmcustom.")
+
+
+def filter_delta(delta: dict[str, int]) -> dict[str, int]:
+    """A stats delta without the admin API's own traffic, Envoy's server gauges and the
+    `wasmcustom.` copies of filter metrics (shown under their plain names)."""
+    return {k: v for k, v in delta.items() if not k.startswith(_NOISE_PREFIXES)}
+
+
 class StatsClient:
     """Reads stats from an Envoy admin API at `admin_url` (http://127.0.0.1:PORT).
 
@@ -204,11 +215,12 @@ class StatsClient:
         Counters move as soon as a filter increments them; histograms only after
         Envoy's next stats flush, hence the polling.
         """
+        __tracebackhide__ = True  # pytest shows the caller's line, not this one's source
         last = self.wait_until(lambda snap: snap.value(name) == value, timeout).value(name)
         if last == value:
             return
         seen = "does not exist" if last is None else f"is {last}"
-        tail = f"\n--- Envoy log (tail) ---\n{self._log_tail()}" if self._log_tail else ""
+        tail = f"\n{LOG_TAIL_MARK}\n{self._log_tail()}" if self._log_tail else ""
         raise EnvoyError(f"stat {name!r} {seen}, expected {value} after {timeout:g} s{tail}")
 
     def prometheus(self) -> list[Sample]:

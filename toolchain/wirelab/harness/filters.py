@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..envoy import FilterSpec
-from ..errors import WirelabError
+from ..errors import BuildError, WirelabError
 
 
 @dataclass
@@ -71,7 +71,12 @@ def resolve_filter(
         spec = FilterSpec(_spec_name(path.stem), path, config or {}, failure_policy=failure_policy)
         return ResolvedFilter(spec, "tcp")
     project = Project.load(path)
-    build_project(project, force=force_build, target=build_target)
+    try:
+        build_project(project, force=force_build, target=build_target)
+    except BuildError as exc:
+        # With several --filter projects, `filter.c:31: ...` alone does not say which.
+        raise BuildError(f"building filter project {project.name} ({project.root}) failed: "
+                         f"{exc}") from None
     base = plugin_config_for(project)
     if config:
         merged = json.loads(base) if isinstance(base, str) else dict(base)
@@ -80,5 +85,6 @@ def resolve_filter(
     spec = FilterSpec(
         _spec_name(project.name), project.output_path(build_target), base,
         root_id=project.name, failure_policy=failure_policy, target=build_target,
+        tag_keys=tuple(project.manifest.tag_keys),
     )
     return ResolvedFilter(spec, project.manifest.protocol)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..envoy import EnvoyProcess, ListenerSpec, Snapshot, StatsClient
+from ..envoy.process import filter_errors
 from ..errors import WirelabError
 from .filters import ResolvedFilter, resolve_filter
 
@@ -59,6 +60,8 @@ class Lab:
         stats_flush_interval_ms: int = 200,
         backend: str = "local",
         target: str = "wasm",
+        prometheus: bool = False,
+        xds: bool = False,
     ):
         if not (postgres or mysql):
             raise WirelabError(
@@ -66,6 +69,8 @@ class Lab:
             )
         if backend not in ("local", "docker"):
             raise WirelabError(f"backend {backend!r} is unknown: use 'local' or 'docker'")
+        if xds and backend != "local":
+            raise WirelabError("xds=True runs the local backend: drop backend='docker'")
         self.want_postgres = postgres
         self.want_mysql = mysql
         self.filter_targets = list(filters)
@@ -84,6 +89,11 @@ class Lab:
                 "built for the Envoy binary that loads it"
             )
         self.target = target
+        self.want_prometheus = prometheus
+        self.prometheus: Any = None  # a wirelab.prometheus.PrometheusServer when asked for
+        # Envoy takes listeners and filters from an export directory (LDS/CDS/ECDS),
+        # the files `wirelab xds export` writes; republish() swaps filters in.
+        self.xds = xds
         self.postgres: Any = None
         self.mysql: Any = None
         self.envoy: EnvoyProcess | EnvoyContainer | None = None
@@ -114,13 +124,9 @@ class Lab:
                 self._start_docker()
             else:
                 self._start_servers()
-                self.envoy = self._stack.enter_context(
-                    EnvoyProcess(
-                        self._listeners(),
-                        concurrency=self.concurrency,
-                        stats_flush_interval_ms=self.stats_flush_interval_ms,
-                    )
-                )
+                self.envoy = self._stack.enter_context(self._new_envoy())
+            if self.want_prometheus:
+                self._start_prometheus()
             self.baseline = self.envoy.stats.snapshot()
         except BaseException:
             self.close()
@@ -129,6 +135,27 @@ class Lab:
 
     def close(self) -> None:
         self._stack.close()
+
+    def _new_envoy(self) -> EnvoyProcess:
+        if self.xds:
+            from ..xds.labpath import LabXdsEnvoy
+
+            return LabXdsEnvoy(self._listeners(), concurrency=self.concurrency,
+                               stats_flush_interval_ms=self.stats_flush_interval_ms)
+        return EnvoyProcess(self._listeners(), concurrency=self.concurrency,
+                            stats_flush_interval_ms=self.stats_flush_interval_ms)
+
+    def republish(self, validate: bool = True, envoy_check: bool = False) -> Any:
+        """Rebuild the filters whose sources changed and swap them in through ECDS
+        (a lab started with `xds=True`); returns the ExportResult."""
+        from ..xds.labpath import LabXdsEnvoy
+
+        if not isinstance(self.envoy, LabXdsEnvoy):
+            raise WirelabError("republish() needs a lab started with xds=True")
+        self.filters = [resolve_filter(t, self.filter_config, self.failure_policy,
+                                       build_target=self.target)
+                        for t in self.filter_targets]
+        return self.envoy.publish(self._listeners(), validate=validate, envoy_check=envoy_check)
 
     def _require_docker(self) -> None:
         """Fail in one line, before any build, when no engine answers."""
@@ -158,6 +185,12 @@ class Lab:
         self._stack.enter_context(self.docker)
         self.postgres, self.mysql = self.docker.postgres, self.docker.mysql
         self.envoy = self.docker.envoy
+
+    def _start_prometheus(self) -> None:
+        from ..prometheus import PrometheusServer
+
+        admin = self.admin_url.split("://", 1)[-1]
+        self.prometheus = self._stack.enter_context(PrometheusServer([admin]))
 
     def _start_servers(self) -> None:
         from ..servers import MariaDBServer, PostgresServer
@@ -203,6 +236,10 @@ class Lab:
     def log_tail(self, n: int = 60) -> str:
         return self.envoy.log_tail(n) if self.envoy else ""
 
+    def filter_errors(self) -> list[str]:
+        """What the filters logged as errors in Envoy (a Lua error's message, file, line)."""
+        return filter_errors(self.envoy.log_tail(1_000_000)) if self.envoy else []
+
     # --- connection parameters -------------------------------------------------
     @property
     def _envoy(self) -> EnvoyProcess | EnvoyContainer:
@@ -246,7 +283,9 @@ class Lab:
             rows.append(("mariadb via Envoy", "mariadb " + " ".join(self.mysql_cli_args())))
             rows.append(("mariadb direct", "mariadb " + " ".join(self.mysql_cli_args(True))))
         rows.append(("Envoy admin", self.admin_url))
-        rows.append(("Prometheus", self.prometheus_url))
+        if self.prometheus is not None:
+            rows.append(("Prometheus", self.prometheus.url))
+        rows.append(("Prometheus metrics", self.prometheus_url))
         return rows
 
     def state(self) -> dict[str, Any]:
@@ -268,12 +307,21 @@ class Lab:
             pids[kind] = server.pid
         out = {
             "admin": self.admin_url,
-            "prometheus": self.prometheus_url,
+            # The Prometheus server (`prometheus=True`), else null; Envoy's own
+            # exposition endpoint is `metrics`.
+            "prometheus": self.prometheus.url if self.prometheus is not None else None,
+            "metrics": self.prometheus_url,
             "servers": servers,
             "pids": pids,
             "filters": [str(f.spec.wasm) for f in self.filters],
             "tls": self.tls,
         }
+        log_path = getattr(self._envoy, "log_path", None)
+        if log_path is not None:
+            out["envoy_log"] = str(log_path)
         if self.docker is not None:
             out["docker"] = self.docker.describe()
+        log_path = getattr(self._envoy, "log_path", None)
+        if log_path:
+            out["envoy_log"] = str(log_path)  # `wirelab top` shows its slow-statement lines
         return out

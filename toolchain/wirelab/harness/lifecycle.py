@@ -27,19 +27,33 @@ from .state import read_state, write_state
 _ALL_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _wait_for_signal(signals: tuple[int, ...] = _ALL_STOPS) -> None:
+def _wait_for_signal(signals: tuple[int, ...] = _ALL_STOPS,
+                     every_second: Callable[[], None] | None = None) -> None:
     stop = threading.Event()
     for sig in signals:
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(1.0):
-        pass
+        if every_second is not None:
+            every_second()
 
 
-def run_foreground(lab_kwargs: dict[str, Any], on_ready: Callable[[Lab], None]) -> None:
-    """Start a lab, report it, and keep it up until Ctrl-C or SIGTERM."""
+def run_foreground(lab_kwargs: dict[str, Any], on_ready: Callable[[Lab], None],
+                   on_filter_error: Callable[[str], None] | None = None) -> None:
+    """Start a lab, report it, and keep it up until Ctrl-C or SIGTERM; pass each error a
+    filter logs in Envoy (a Lua error's message, file and line) to `on_filter_error`."""
     with Lab(**lab_kwargs) as lab:
         on_ready(lab)
-        _wait_for_signal()
+        seen = 0
+
+        def report_new_errors() -> None:
+            nonlocal seen
+            errors = lab.filter_errors()
+            for line in errors[seen:]:
+                if on_filter_error is not None:
+                    on_filter_error(line)
+            seen = len(errors)
+
+        _wait_for_signal(every_second=report_new_errors)
 
 
 def _log_path(state: Path) -> Path:
@@ -82,11 +96,19 @@ def start_detached(lab_kwargs: dict[str, Any], state: Path, timeout: float = 300
     raise WirelabError(f"the lab was not ready after {timeout:g} s; its log is {log}")
 
 
-def stop_detached(state: Path, timeout: float = 60.0) -> list[str]:
-    """Stop the lab behind `state`; returns what had to be killed by force."""
+def stop_detached(state: Path, timeout: float = 60.0) -> list[str] | None:
+    """Stop the lab behind `state`; returns what had to be killed by force, or None
+    when no lab was running (no state file, or its processes are gone)."""
     state = Path(state).resolve()
+    if not state.exists():
+        _log_path(state).unlink(missing_ok=True)
+        return None
     data = read_state(state)
     pids: dict[str, int | None] = data.get("pids", {})
+    if not any(pid and psutil.pid_exists(pid) for pid in pids.values()):
+        state.unlink(missing_ok=True)
+        _log_path(state).unlink(missing_ok=True)
+        return None
     forced: list[str] = []
     daemon = pids.get("daemon")
     if daemon and psutil.pid_exists(daemon):

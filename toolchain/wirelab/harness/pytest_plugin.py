@@ -21,9 +21,11 @@ from typing import Any
 
 import pytest
 
+from ..envoy.stats import LOG_TAIL_MARK, filter_delta
 from .lab import Lab
 
 _LABS = pytest.StashKey[list]()
+_EMULATORS = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,20 +98,56 @@ def _print_kept(config: pytest.Config, lab: Lab) -> None:
         print(text)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Collect the emulators a test makes, to show their filters' errors if it fails."""
+    from ..emulator import host
+
+    made: list = []
+    item.stash[_EMULATORS] = made
+    host.watchers.append(made)
+    try:
+        return (yield)
+    finally:
+        host.watchers.remove(made)
+
+
+def _filter_problems(item: pytest.Item) -> str:
+    from ..emulator.host import problems
+
+    lines: list[str] = []
+    for i, emulator in enumerate(item.stash.get(_EMULATORS, [])):
+        found = problems(emulator)
+        if found:
+            lines.append(f"emulator #{i + 1} ({emulator.path.name}):")
+            lines += [f"  {p}" for p in found]
+    return "\n".join(lines)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
     if report.when == "call":
         item._wirelab_call_report = report  # type: ignore[attr-defined]
+    if report.failed:
+        found = _filter_problems(item)
+        if found:
+            report.sections.append(("wirelab filter errors (emulator)", found))
     labs = item.stash.get(_LABS, [])
     if report.failed and labs:
         for i, lab in enumerate(labs):
             if lab.envoy is None:
                 continue
             suffix = f" #{i + 1}" if len(labs) > 1 else ""
-            report.sections.append((f"wirelab Envoy log tail{suffix}", lab.log_tail(40)))
+            errors = lab.filter_errors()
+            if errors:
+                report.sections.append((f"wirelab filter errors in Envoy{suffix}",
+                                        "\n".join(errors[-20:])))
+            # a wait_for() failure already carries the tail: print it once
+            if LOG_TAIL_MARK not in str(report.longrepr):
+                report.sections.append((f"wirelab Envoy log tail{suffix}", lab.log_tail(40)))
             try:
-                delta = json.dumps(lab.delta(), indent=2, sort_keys=True)
+                delta = json.dumps(filter_delta(lab.delta()), indent=2, sort_keys=True)
             except Exception as exc:  # Envoy may be the thing that died
                 delta = f"(stats unavailable: {exc})"
             report.sections.append((f"wirelab stats delta{suffix}", delta))

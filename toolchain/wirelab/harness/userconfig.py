@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..envoy import ListenerSpec, render_user_config
+from ..envoy import ListenerSpec, render_user_bootstrap, render_user_config
 from ..errors import WirelabError
 from .filters import resolve_filter
 
@@ -19,7 +19,10 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 def user_config(directory: Path, listen: int | None, upstream: str | None,
-                failure_policy: str = "FAIL_OPEN", target: str = "wasm") -> str:
+                failure_policy: str = "FAIL_OPEN", bootstrap: bool = False,
+                admin_port: int = 9901, target: str = "wasm") -> str:
+    """The pieces to merge into an Envoy configuration, or with `bootstrap` a complete
+    one (admin API on 127.0.0.1:`admin_port`) that `envoy -c` runs as is."""
     resolved = resolve_filter(directory, failure_policy=failure_policy, build_target=target)
     default_listen, default_upstream = DEFAULTS[resolved.protocol]
     if upstream:
@@ -29,4 +32,6 @@ def user_config(directory: Path, listen: int | None, upstream: str | None,
     else:
         raise WirelabError("a tcp filter has no default server: pass --upstream HOST:PORT")
     listener = ListenerSpec(resolved.protocol, up, [resolved.spec], listen or default_listen)
+    if bootstrap:
+        return render_user_bootstrap([listener], admin_port)
     return render_user_config([listener])

@@ -17,7 +17,7 @@ import psutil
 from ._pids import kill_all, processes_inside
 
 OWNER_FILE = "owner"
-PREFIXES = ("wirelab-pg-", "wirelab-my-")
+PREFIXES = ("wirelab-pg-", "wirelab-my-", "wirelab-prom-")
 
 
 def owner_stamp() -> str:

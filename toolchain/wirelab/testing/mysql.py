@@ -42,7 +42,11 @@ DEFAULT_CAPABILITIES = (LONG_PASSWORD | FOUND_ROWS | LONG_FLAG | CONNECT_WITH_DB
                         | TRANSACTIONS | SECURE_CONNECTION | MULTI_STATEMENTS | MULTI_RESULTS
                         | PLUGIN_AUTH | PLUGIN_AUTH_LENENC)
 
+SERVER_STATUS_IN_TRANS = 0x0001
 SERVER_STATUS_AUTOCOMMIT = 0x0002
+SERVER_MORE_RESULTS_EXISTS = 0x0008
+SERVER_STATUS_CURSOR_EXISTS = 0x0040
+SERVER_STATUS_LAST_ROW_SENT = 0x0080
 UTF8MB4 = 45
 TYPE_VAR_STRING = 0xFD
 
@@ -50,6 +54,17 @@ COM_QUIT = 0x01
 COM_INIT_DB = 0x02
 COM_QUERY = 0x03
 COM_PING = 0x0E
+COM_CHANGE_USER = 0x11
+COM_STMT_PREPARE = 0x16
+COM_STMT_EXECUTE = 0x17
+COM_STMT_SEND_LONG_DATA = 0x18
+COM_STMT_CLOSE = 0x19
+COM_STMT_RESET = 0x1A
+COM_STMT_FETCH = 0x1C
+COM_RESET_CONNECTION = 0x1F
+COM_STMT_BULK_EXECUTE = 0xFA
+
+CURSOR_TYPE_READ_ONLY = 0x01
 
 Value = bytes | str | int | None
 
@@ -157,8 +172,11 @@ def column_definition(name: str, seq: int = 2, table: str = "t", schema: str = "
 
 
 def resultset(columns: Sequence[str], rows: Sequence[Sequence[Value]], seq: int = 1,
-              deprecate_eof: bool = False) -> bytes:
-    """A text result set: column count, definitions, (EOF), rows, EOF (or OK with 0xfe)."""
+              deprecate_eof: bool = False, status: int = SERVER_STATUS_AUTOCOMMIT) -> bytes:
+    """A text result set: column count, definitions, (EOF), rows, EOF (or OK with 0xfe).
+
+    `status` goes into the final EOF/OK: SERVER_MORE_RESULTS_EXISTS says another
+    result of the same command follows (multi-statements, CALL)."""
     out = [packet(lenenc_int(len(columns)), seq)]
     seq += 1
     for name in columns:
@@ -174,9 +192,9 @@ def resultset(columns: Sequence[str], rows: Sequence[Sequence[Value]], seq: int 
         seq += 1
     if deprecate_eof:
         out.append(packet(b"\xfe" + lenenc_int(0) + lenenc_int(0)
-                          + struct.pack("<HH", SERVER_STATUS_AUTOCOMMIT, 0), seq))
+                          + struct.pack("<HH", status, 0), seq))
     else:
-        out.append(eof(seq=seq))
+        out.append(eof(status=status, seq=seq))
     return b"".join(out)
 
 
@@ -206,3 +224,128 @@ def com_ping(seq: int = 0) -> bytes:
 def com_quit(seq: int = 0) -> bytes:
     """COM_QUIT (0x01); the server answers nothing and closes."""
     return command(COM_QUIT, b"", seq)
+
+
+def com_change_user(user: str, database: str = "", seq: int = 0) -> bytes:
+    """COM_CHANGE_USER (0x11) with a 20-byte auth response; answered like a login (ok())."""
+    body = _cstr(user) + bytes([20]) + b"\x11" * 20 + _cstr(database)
+    body += struct.pack("<H", UTF8MB4) + _cstr("mysql_native_password")
+    return command(COM_CHANGE_USER, body, seq)
+
+
+def com_reset_connection(seq: int = 0) -> bytes:
+    """COM_RESET_CONNECTION (0x1f): the server answers ok() and drops prepared statements."""
+    return command(COM_RESET_CONNECTION, b"", seq)
+
+
+# --- prepared statements (binary protocol) ------------------------------------------
+
+
+def com_stmt_prepare(sql: str, seq: int = 0) -> bytes:
+    """COM_STMT_PREPARE (0x16)."""
+    return command(COM_STMT_PREPARE, sql.encode(), seq)
+
+
+def prepare_ok(stmt_id: int, columns: Sequence[str] = (), params: int = 0, seq: int = 1) -> bytes:
+    """COM_STMT_PREPARE_OK, then the parameter and column definitions, each list ended by EOF."""
+    out = [packet(b"\x00" + struct.pack("<IHHBH", stmt_id, len(columns), params, 0, 0), seq)]
+    seq += 1
+    for group in ([f"?{i}" for i in range(params)], list(columns)):
+        if not group:
+            continue
+        for name in group:
+            out.append(column_definition(name, seq))
+            seq += 1
+        out.append(eof(seq=seq))
+        seq += 1
+    return b"".join(out)
+
+
+def com_stmt_execute(stmt_id: int, cursor: int = 0, seq: int = 0) -> bytes:
+    """COM_STMT_EXECUTE (0x17) of a statement without parameters; cursor=CURSOR_TYPE_READ_ONLY
+    asks for a cursor (rows then come with com_stmt_fetch)."""
+    return command(COM_STMT_EXECUTE, struct.pack("<IBI", stmt_id, cursor, 1), seq)
+
+
+def com_stmt_bulk_execute(stmt_id: int, seq: int = 0) -> bytes:
+    """MariaDB's COM_STMT_BULK_EXECUTE (0xfa); the parameter rows are opaque here."""
+    return command(COM_STMT_BULK_EXECUTE, struct.pack("<IH", stmt_id, 0x80), seq)
+
+
+def com_stmt_fetch(stmt_id: int, rows: int, seq: int = 0) -> bytes:
+    """COM_STMT_FETCH (0x1c): `rows` more rows of an open cursor."""
+    return command(COM_STMT_FETCH, struct.pack("<II", stmt_id, rows), seq)
+
+
+def com_stmt_send_long_data(stmt_id: int, param: int, data: bytes, seq: int = 0) -> bytes:
+    """COM_STMT_SEND_LONG_DATA (0x18): no answer."""
+    return command(COM_STMT_SEND_LONG_DATA, struct.pack("<IH", stmt_id, param) + data, seq)
+
+
+def com_stmt_reset(stmt_id: int, seq: int = 0) -> bytes:
+    """COM_STMT_RESET (0x1a): answered ok(); closes the statement's cursor."""
+    return command(COM_STMT_RESET, struct.pack("<I", stmt_id), seq)
+
+
+def com_stmt_close(stmt_id: int, seq: int = 0) -> bytes:
+    """COM_STMT_CLOSE (0x19): no answer."""
+    return command(COM_STMT_CLOSE, struct.pack("<I", stmt_id), seq)
+
+
+def binary_row(values: Sequence[int]) -> bytes:
+    """A binary-protocol row payload of BIGINT values (header 0x00, NULL bitmap, values)."""
+    bitmap = bytes((len(values) + 7 + 2) // 8)
+    return b"\x00" + bitmap + b"".join(struct.pack("<q", v) for v in values)
+
+
+def binary_resultset(columns: Sequence[str], rows: Sequence[Sequence[int]], seq: int = 1,
+                     status: int = SERVER_STATUS_AUTOCOMMIT) -> bytes:
+    """A COM_STMT_EXECUTE result set of BIGINT rows (classic EOF packets)."""
+    out = [packet(lenenc_int(len(columns)), seq)]
+    seq += 1
+    for name in columns:
+        out.append(column_definition(name, seq))
+        seq += 1
+    out.append(eof(seq=seq))
+    seq += 1
+    for row in rows:
+        out.append(packet(binary_row(row), seq))
+        seq += 1
+    out.append(eof(status=status, seq=seq))
+    return b"".join(out)
+
+
+def cursor_opened(columns: Sequence[str], seq: int = 1) -> bytes:
+    """The answer to an EXECUTE that opened a cursor: definitions, EOF with CURSOR_EXISTS."""
+    out = [packet(lenenc_int(len(columns)), seq)]
+    seq += 1
+    for name in columns:
+        out.append(column_definition(name, seq))
+        seq += 1
+    out.append(eof(status=SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_CURSOR_EXISTS, seq=seq))
+    return b"".join(out)
+
+
+def fetched(rows: Sequence[Sequence[int]], last: bool, seq: int = 1) -> bytes:
+    """The answer to COM_STMT_FETCH: binary rows, then EOF (LAST_ROW_SENT once the cursor
+    is done)."""
+    out = [packet(binary_row(row), seq + i) for i, row in enumerate(rows)]
+    status = SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_CURSOR_EXISTS
+    if last:
+        status |= SERVER_STATUS_LAST_ROW_SENT
+    out.append(eof(status=status, seq=seq + len(rows)))
+    return b"".join(out)
+
+
+def answer(*parts: bytes, seq: int = 1) -> bytes:
+    """Several results of one command (multi-statements, CALL) as the server sends them:
+    their packets joined, sequence ids renumbered from `seq` on."""
+    data = b"".join(parts)
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        n = int.from_bytes(data[i:i + 3], "little")
+        out += data[i:i + 3] + bytes([seq & 0xFF]) + data[i + 4:i + 4 + n]
+        seq += 1
+        i += 4 + n
+    return bytes(out)

@@ -104,6 +104,35 @@ def execute(portal: str = "", max_rows: int = 0) -> bytes:
     return typed("E", _cstr(portal) + struct.pack("!I", max_rows))
 
 
+def close(what: str = "P", name: str = "") -> bytes:
+    """Close ('C') a portal ('P') or a prepared statement ('S')."""
+    if what not in ("P", "S"):
+        raise ValueError("close(what=...) is 'P' (portal) or 'S' (statement)")
+    return typed("C", what.encode() + _cstr(name))
+
+
+def flush() -> bytes:
+    """Flush ('H'): asks the server to send what it has, without ending the batch."""
+    return typed("H")
+
+
+def function_call(oid: int, args: Sequence[Value] = ()) -> bytes:
+    """FunctionCall ('F'): the fast-path interface, text arguments, text result."""
+    body = struct.pack("!IH", oid, 0) + struct.pack("!H", len(args))
+    body += b"".join(_value(a) for a in args) + struct.pack("!H", 0)
+    return typed("F", body)
+
+
+def copy_data(data: bytes) -> bytes:
+    """CopyData ('d'), from either side."""
+    return typed("d", data)
+
+
+def copy_done() -> bytes:
+    """CopyDone ('c'), from either side."""
+    return typed("c")
+
+
 def sync() -> bytes:
     """Sync ('S'): ends an extended-protocol request; the server answers ReadyForQuery."""
     return typed("S")
@@ -176,6 +205,36 @@ def parse_complete() -> bytes:
 def bind_complete() -> bytes:
     """BindComplete ('2')."""
     return typed("2")
+
+
+def close_complete() -> bytes:
+    """CloseComplete ('3')."""
+    return typed("3")
+
+
+def portal_suspended() -> bytes:
+    """PortalSuspended ('s'): an Execute's row limit was reached; the portal stays open."""
+    return typed("s")
+
+
+def copy_in_response(columns: int = 1) -> bytes:
+    """CopyInResponse ('G'): text format."""
+    return typed("G", struct.pack("!bH", 0, columns) + b"\0\0" * columns)
+
+
+def copy_out_response(columns: int = 1) -> bytes:
+    """CopyOutResponse ('H'): text format."""
+    return typed("H", struct.pack("!bH", 0, columns) + b"\0\0" * columns)
+
+
+def function_call_response(value: Value) -> bytes:
+    """FunctionCallResponse ('V')."""
+    return typed("V", _value(value))
+
+
+def notification(channel: str, payload: str = "", pid: int = 4242) -> bytes:
+    """NotificationResponse ('A')."""
+    return typed("A", struct.pack("!I", pid) + _cstr(channel) + _cstr(payload))
 
 
 def no_data() -> bytes:

@@ -1,0 +1,119 @@
+/* Statement and transaction events (filters/protocols/statement.h) as Lua
+ * tables for envoy_on_statement(conn, stmt) / envoy_on_transaction(conn, txn).
+ * Protocol-neutral: every statement tracker (postgres_tracker, mysql_tracker)
+ * reports through these, so a script reads the same fields for both. */
+#include "wl_lua.h"
+
+static void setint(lua_State *L, const char *key, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+static void setbool(lua_State *L, const char *key, int v) {
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, key);
+}
+
+static lua_Integer micros(uint64_t start_ns, uint64_t end_ns) {
+    return end_ns > start_ns ? (lua_Integer)((end_ns - start_ns) / 1000u) : 0;
+}
+
+void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev) {
+    lua_createtable(L, 0, 12);
+    lua_pushstring(L, ev->kind_name ? ev->kind_name : "other");
+    lua_setfield(L, -2, "kind");
+    setbool(L, "failed", ev->failed);
+    if (ev->failed) {
+        lua_pushstring(L, ev->sqlstate);
+        lua_setfield(L, -2, "sqlstate");
+        if (ev->err_code) setint(L, "err_code", ev->err_code);
+    }
+    setbool(L, "prepared", ev->prepared);
+    if (ev->has_rows) {
+        setint(L, "rows_returned", (lua_Integer)ev->rows_returned);
+        setint(L, "rows_affected", (lua_Integer)ev->rows_affected);
+    }
+    setint(L, "fetches", ev->fetches);
+    if (!ev->untimed) setint(L, "latency_us", micros(ev->start_ns, ev->end_ns));
+    setint(L, "end_us", (lua_Integer)(ev->end_ns / 1000u));
+    lua_pushlstring(L, ev->sql ? ev->sql : "", ev->sql ? ev->sql_len : 0);
+    lua_setfield(L, -2, "sql");
+    setbool(L, "sql_truncated", ev->sql_truncated);
+}
+
+void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, ev->outcome == WL_TXN_COMMIT ? "commit" : "rollback");
+    lua_setfield(L, -2, "outcome");
+    setbool(L, "implicit", ev->implicit);
+    setint(L, "statements", ev->statements);
+    setint(L, "latency_us", micros(ev->start_ns, ev->end_ns));
+    setint(L, "end_us", (lua_Integer)(ev->end_ns / 1000u));
+}
+
+/* Runs as the protected callback: builds the table there, so a memory error
+ * while building it aborts this callback only. Arguments: the event (light
+ * userdata), the connection object. */
+static int call_stmt(lua_State *L) {
+    const wl_stmt_event *ev = lua_touserdata(L, 1);
+    lua_getglobal(L, "envoy_on_statement");
+    lua_pushvalue(L, 2);
+    wl_lua_push_stmt(L, ev);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static int call_txn(lua_State *L) {
+    const wl_txn_event *ev = lua_touserdata(L, 1);
+    lua_getglobal(L, "envoy_on_transaction");
+    lua_pushvalue(L, 2);
+    wl_lua_push_txn(L, ev);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+void wl_lua_call_stmt(wl_lua_vm *vm, int conn_index, const wl_stmt_event *ev) {
+    if (!(vm->callbacks & WL_LUA_CB_STATEMENT)) return;
+    lua_State *L = vm->L;
+    lua_pushcfunction(L, call_stmt); /* light C function and light userdata: no allocation */
+    lua_pushlightuserdata(L, (void *)ev);
+    lua_pushvalue(L, conn_index);
+    wl_lua_call_callback(vm, 2, "envoy_on_statement");
+}
+
+void wl_lua_call_txn(wl_lua_vm *vm, int conn_index, const wl_txn_event *ev) {
+    if (!(vm->callbacks & WL_LUA_CB_TRANSACTION)) return;
+    lua_State *L = vm->L;
+    lua_pushcfunction(L, call_txn);
+    lua_pushlightuserdata(L, (void *)ev);
+    lua_pushvalue(L, conn_index);
+    wl_lua_call_callback(vm, 2, "envoy_on_transaction");
+}
+
+typedef struct {
+    wl_conn *c;
+    const void *ev;
+    int txn;
+} wl_lua_stmt_args;
+
+static void stmt_thunk(lua_State *L, void *ud) {
+    wl_lua_stmt_args *a = ud;
+    wl_lua_vm *vm = wl_lua_vm_of(L);
+    luaL_checkstack(L, 6, "statement dispatch");
+    wl_lua_push_conn(L, a->c);
+    int conn = lua_gettop(L);
+    if (a->txn) wl_lua_call_txn(vm, conn, a->ev);
+    else wl_lua_call_stmt(vm, conn, a->ev);
+}
+
+void wl_lua_on_stmt(wl_lua_vm *vm, wl_conn *c, const wl_stmt_event *ev) {
+    if (!(vm->callbacks & WL_LUA_CB_STATEMENT)) return;
+    wl_lua_stmt_args a = {c, ev, 0};
+    wl_lua_protected(vm, "envoy_on_statement", stmt_thunk, &a);
+}
+
+void wl_lua_on_txn(wl_lua_vm *vm, wl_conn *c, const wl_txn_event *ev) {
+    if (!(vm->callbacks & WL_LUA_CB_TRANSACTION)) return;
+    wl_lua_stmt_args a = {c, ev, 1};
+    wl_lua_protected(vm, "envoy_on_transaction", stmt_thunk, &a);
+}
