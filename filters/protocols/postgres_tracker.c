@@ -51,6 +51,7 @@ static void emit_stmt(wl_pg_tracker *t, wl_stmt_event *ev) {
     ev->has_rows = 1;
     if (ev->sql_len == WL_PGT_SQL) ev->sql_truncated = 1;
     if (!ev->failed) {
+        ev->counted = 1; /* pg_stat_statements counts only statements that finished */
         t->txn_stmts++;
         t->cycle_stmts++;
     }
