@@ -23,7 +23,7 @@ void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev) {
     lua_pushstring(L, ev->kind_name ? ev->kind_name : "other");
     lua_setfield(L, -2, "kind");
     setbool(L, "failed", ev->failed);
-    setbool(L, "counted", ev->counted);
+    setbool(L, "counted", !ev->not_counted);
     if (ev->failed) {
         lua_pushstring(L, ev->sqlstate);
         lua_setfield(L, -2, "sqlstate");

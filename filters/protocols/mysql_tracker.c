@@ -15,7 +15,7 @@ int wl_mysql_stmt_counted(const wl_stmt_event *ev) {
 }
 
 static void transaction(wl_mysql_tracker *t, const wl_stmt_event *s) {
-    if (!s->counted) return;
+    if (s->not_counted) return;
     if (s->kind == WL_MYSQL_VERB_BEGIN) { /* BEGIN ends any open transaction implicitly (not in Com_commit) */
         t->txn_statements = 0;
         t->txn_explicit = 1;
@@ -60,7 +60,7 @@ static void report(wl_mysql_tracker *t, const stmt_args *a) {
         memcpy(s.sqlstate, a->err->sqlstate, sizeof s.sqlstate);
         s.has_rows = 0;
     }
-    s.counted = (uint8_t)wl_mysql_stmt_counted(&s);
+    s.not_counted = (uint8_t)!wl_mysql_stmt_counted(&s);
     if (a->with_sql) {
         s.sql = t->sql;
         s.sql_len = t->sql_len;

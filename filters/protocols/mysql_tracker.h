@@ -22,7 +22,7 @@
  *   statements of a multi-statement query follow one another.
  *
  * A failed statement still counts in Com_* unless the parser rejected it:
- * wl_mysql_stmt_counted() says which, and each event carries it as `counted`. */
+ * wl_mysql_stmt_counted() says which, and each event carries it (not_counted). */
 #ifndef WIRELAB_MYSQL_TRACKER_H
 #define WIRELAB_MYSQL_TRACKER_H
 
