@@ -72,7 +72,8 @@ typedef struct wl_lua_conn {
     lua_State *L;  /* the VM the Lua object below lives in (NULL: none) */
     uint32_t generation; /* of that VM: a reconfigure orphans old connections */
     int ref;       /* registry ref of the connection object */
-    void *decoder; /* wl_pg_decoder / wl_mysql_decoder, or NULL */
+    void *decoder; /* the protocol glue's per-connection state, or NULL */
+    uint8_t decoder_protocol; /* wl_lua_protocol of `decoder` (the VM may be gone when it is freed) */
 } wl_lua_conn;
 
 /* Natively (an Envoy dynamic module) every worker thread runs its own VM at
@@ -112,7 +113,8 @@ int wl_lua_call_callback(wl_lua_vm *vm, int nargs, const char *what);
 /* Protocol glue (lua_proto.c). */
 void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c);
 void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r);
-void wl_lua_decoder_close(wl_lua_vm *vm, wl_conn *c); /* the connection ended */
+void wl_lua_decoder_close(wl_lua_vm *vm, wl_conn *c); /* the connection ended: last events */
+void wl_lua_decoder_free(wl_conn *c); /* frees it all, with or without a live VM */
 int wl_lua_protocol_supported(wl_lua_protocol proto);
 void wl_lua_proto_open(lua_State *L); /* message objects and helpers */
 

@@ -13,8 +13,14 @@
 #include "postgres_tracker.h"
 #endif
 #ifdef WL_LUA_WITH_MYSQL
+#include <stddef.h>
+
 #include "mysql.h"
+#include "mysql_tracker.h"
 #endif
+
+/* Scripts that define these get a protocol's statement tracker. */
+#define WL_LUA_STMT_CBS (WL_LUA_CB_STATEMENT | WL_LUA_CB_TRANSACTION)
 
 typedef struct {
     wl_lua_vm *vm;
@@ -315,8 +321,6 @@ typedef struct {
     wl_pg_tracker trk;
 } wl_lua_pg_state;
 
-#define WL_LUA_STMT_CBS (WL_LUA_CB_STATEMENT | WL_LUA_CB_TRANSACTION)
-
 typedef struct {
     wl_read *r;
     wl_lua_vm *vm;
@@ -542,6 +546,15 @@ static void wl_lua_mysql_thunk(lua_State *L, void *ud) {
     }
 }
 
+/* Per connection: the decoder, the clock of the read being fed, and the
+ * statement tracker when the script wants statements or transactions
+ * (allocated only then). */
+typedef struct {
+    wl_mysql_decoder dec;
+    uint64_t now;
+    wl_mysql_tracker trk;
+} wl_lua_my_state;
+
 static void wl_lua_mysql_event_cb(void *ud, const wl_mysql_event *ev) {
     wl_conn *c = ud;
     wl_lua_vm *vm = c->plugin->state;
@@ -549,13 +562,34 @@ static void wl_lua_mysql_event_cb(void *ud, const wl_mysql_event *ev) {
     uint32_t want = WL_LUA_CB_MYSQL_EVENT;
     if (ev->type == WL_MYSQL_EV_COMMAND) want |= WL_LUA_CB_MYSQL_COMMAND;
     if (ev->type == WL_MYSQL_EV_COMMAND_DONE) want |= WL_LUA_CB_MYSQL_RESULT;
-    if (!(vm->callbacks & want)) return;
-    wl_lua_event_ctx x = {vm, c, ev};
-    wl_lua_protected(vm, ev->type == WL_MYSQL_EV_COMMAND ? "envoy_on_mysql_command"
-                         : ev->type == WL_MYSQL_EV_COMMAND_DONE ? "envoy_on_mysql_result"
-                                                                : "envoy_on_mysql_event",
-                     wl_lua_mysql_thunk, &x);
+    if (vm->callbacks & want) {
+        wl_lua_event_ctx x = {vm, c, ev};
+        wl_lua_protected(vm, ev->type == WL_MYSQL_EV_COMMAND ? "envoy_on_mysql_command"
+                             : ev->type == WL_MYSQL_EV_COMMAND_DONE ? "envoy_on_mysql_result"
+                                                                    : "envoy_on_mysql_event",
+                         wl_lua_mysql_thunk, &x);
+    }
+    /* The tracker sees every event, after the script's own callbacks for it,
+     * so a statement follows the result that finished it. */
+    if (vm->callbacks & WL_LUA_STMT_CBS) {
+        wl_lua_my_state *st = ((wl_lua_conn *)c->state)->decoder;
+        wl_mysql_tracker_event(&st->trk, ev, st->now);
+    }
 }
+
+/* Tracker events: MySQL's events are dispatched one protected run each, so
+ * statements and transactions get one of their own too. */
+static void wl_lua_my_stmt(void *user, const wl_stmt_event *ev) {
+    wl_conn *c = user;
+    wl_lua_on_stmt(c->plugin->state, c, ev);
+}
+
+static void wl_lua_my_txn(void *user, const wl_txn_event *ev) {
+    wl_conn *c = user;
+    wl_lua_on_txn(c->plugin->state, c, ev);
+}
+
+static const wl_stmt_callbacks wl_lua_my_stmt_callbacks = {wl_lua_my_stmt, wl_lua_my_txn};
 #endif
 
 /* ---- dispatch ------------------------------------------------------------------- */
@@ -583,6 +617,7 @@ void wl_lua_proto_open(lua_State *L) {
 
 void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c) {
     wl_lua_conn *lc = c->state;
+    lc->decoder_protocol = (uint8_t)vm->protocol;
     switch (vm->protocol) {
 #ifdef WL_LUA_WITH_POSTGRES
     case WL_LUA_POSTGRES:
@@ -599,12 +634,19 @@ void wl_lua_decoder_init(wl_lua_vm *vm, wl_conn *c) {
 #endif
 #ifdef WL_LUA_WITH_MYSQL
     case WL_LUA_MYSQL:
-        if (!(vm->callbacks &
-              (WL_LUA_CB_MYSQL_COMMAND | WL_LUA_CB_MYSQL_RESULT | WL_LUA_CB_MYSQL_EVENT)))
+    {
+        if (!(vm->callbacks & (WL_LUA_CB_MYSQL_COMMAND | WL_LUA_CB_MYSQL_RESULT |
+                               WL_LUA_CB_MYSQL_EVENT | WL_LUA_STMT_CBS)))
             return;
-        lc->decoder = malloc(sizeof(wl_mysql_decoder));
-        if (lc->decoder) wl_mysql_init(lc->decoder, wl_lua_mysql_event_cb, c);
+        int track = (vm->callbacks & WL_LUA_STMT_CBS) != 0;
+        wl_lua_my_state *st = malloc(track ? sizeof *st : offsetof(wl_lua_my_state, trk));
+        lc->decoder = st;
+        if (!st) return;
+        wl_mysql_init(&st->dec, wl_lua_mysql_event_cb, c);
+        st->now = 0;
+        if (track) wl_mysql_tracker_init(&st->trk, &wl_lua_my_stmt_callbacks, c);
         return;
+    }
 #endif
     default: return;
     }
@@ -627,8 +669,16 @@ void wl_lua_decoder_feed(wl_lua_vm *vm, wl_conn *c, wl_read *r) {
 #endif
 #ifdef WL_LUA_WITH_MYSQL
     case WL_LUA_MYSQL:
-        if (wl_mysql_active(lc->decoder)) wl_mysql_feed(lc->decoder, r->dir, r->size, wl_read_fetch, r);
+    {
+        wl_lua_my_state *st = lc->decoder;
+        if (!wl_mysql_active(&st->dec) || r->size == 0) return;
+        /* one clock per read: commands are stamped with it (latency at any
+         * pipeline depth) and the tracker ends statements at it */
+        st->now = wl_now_ns();
+        wl_mysql_set_clock(&st->dec, st->now);
+        wl_mysql_feed(&st->dec, r->dir, r->size, wl_read_fetch, r);
         return;
+    }
 #endif
     default: (void)lc; return;
     }
@@ -650,6 +700,25 @@ void wl_lua_decoder_close(wl_lua_vm *vm, wl_conn *c) {
         }
         return;
 #endif
+#ifdef WL_LUA_WITH_MYSQL
+    case WL_LUA_MYSQL:
+        if (vm->callbacks & WL_LUA_STMT_CBS) {
+            wl_lua_my_state *st = lc->decoder;
+            wl_mysql_tracker_end(&st->trk, wl_now_ns()); /* cursors still open */
+        }
+        return;
+#endif
     default: return;
     }
+}
+
+void wl_lua_decoder_free(wl_conn *c) {
+    wl_lua_conn *lc = c->state;
+    if (!lc->decoder) return;
+#ifdef WL_LUA_WITH_MYSQL
+    /* the decoder's pending queue may have grown onto the heap */
+    if (lc->decoder_protocol == WL_LUA_MYSQL) wl_mysql_release(&((wl_lua_my_state *)lc->decoder)->dec);
+#endif
+    free(lc->decoder);
+    lc->decoder = NULL;
 }

@@ -519,8 +519,7 @@ void wl_on_connection_end(wl_conn *c) {
         /* Unref outside the budget's reach: give it its own protected run. */
         wl_lua_protected(vm, "connection cleanup", wl_lua_unref_thunk, c);
     }
-    free(lc->decoder);
-    lc->decoder = NULL;
+    wl_lua_decoder_free(c);
     lc->L = NULL;
 }
 

@@ -19,10 +19,11 @@ static lua_Integer micros(uint64_t start_ns, uint64_t end_ns) {
 }
 
 void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev) {
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 13);
     lua_pushstring(L, ev->kind_name ? ev->kind_name : "other");
     lua_setfield(L, -2, "kind");
     setbool(L, "failed", ev->failed);
+    setbool(L, "counted", !ev->not_counted);
     if (ev->failed) {
         lua_pushstring(L, ev->sqlstate);
         lua_setfield(L, -2, "sqlstate");

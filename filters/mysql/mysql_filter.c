@@ -234,7 +234,7 @@ static void count(plugin_state *s, int id) { wl_batch_add(s->stat[id], 1); }
 static void on_statement(void *user, const wl_stmt_event *e) {
     conn_state *cs = user;
     plugin_state *s = cs->conn->plugin->state;
-    if (!wl_mysql_stmt_counted(e)) return; /* rejected by the parser: not in Com_* */
+    if (e->not_counted) return; /* rejected by the parser: not in Com_* */
     combo *c = combo_for(s, cs);
     int v = verb_slot(e->kind);
     uint64_t us = e->end_ns > e->start_ns ? (e->end_ns - e->start_ns) / 1000 : 0;

@@ -388,29 +388,67 @@ static const uint8_t class_table[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
-/* Bytes that matter in code past a statement's head: quotes, comment and operator starts,
- * ';', and the first letters of BEGIN, CASE and END. */
+#ifndef WL_MYSQL_SPLIT_NO_SKIP /* tests build without the skip (split_feed) */
+/* Bytes that can matter in code past a statement's head (the fast state, see
+ * split_skip): STOP_ALWAYS quotes, '#', '-', '/', ';' and the first letters of BEGIN
+ * and CASE; STOP_E the first letter of END (only inside a BEGIN / CASE body);
+ * STOP_STAR '*' (only inside an executable comment, where it may end it). Anything
+ * else leaves the splitter's state as it is. */
+enum { STOP_ALWAYS = 1, STOP_E = 2, STOP_STAR = 4 };
 static const uint8_t stop_table[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
-    0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 4, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 0, 1, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
-/* Index of the first x or y in b[i..n) (n if none), eight bytes at a time. */
+#endif
+
+/* The high bit of each byte of w that equals x or y (each byte of mx / my holds
+ * x / y), exactly: no carry crosses bytes, so the lowest one is the first match. */
+static inline uint64_t match2(uint64_t w, uint64_t mx, uint64_t my) {
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7full, highs = 0x8080808080808080ull;
+    uint64_t a = w ^ mx, c = w ^ my;
+    uint64_t nonzero = (((a & low7) + low7) | a) & (((c & low7) + low7) | c);
+    return ~nonzero & highs;
+}
+
+/* Index of the first x or y (both ASCII) in b[i..n) (n if none), eight bytes at
+ * a time. The loop's test is cheaper than match2: a byte of w ^ mx is zero where
+ * w has x; subtracting 1 from each byte sets the high bit there (and, through the
+ * borrow, possibly in bytes above it, never below) or where the byte is >= 0x81,
+ * which an ASCII x only gives for a non-ASCII byte of w, masked off by ~w. So its
+ * lowest high bit is exactly the first x or y. */
 static size_t find2(const uint8_t *b, size_t i, size_t n, uint8_t x, uint8_t y) {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     const uint64_t mx = ones * x, my = ones * y;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w, a, c;
+    uint64_t w, m;
+#define FIND2_MASK(w) ((((w) ^ mx) - ones) | (((w) ^ my) - ones)) & ~(w) & highs
+    for (; i + 16 <= n; i += 16) { /* two words a turn: less loop overhead */
+        uint64_t w1, m1;
         memcpy(&w, b + i, 8);
-        a = w ^ mx;
-        c = w ^ my;
-        if (((a - ones) & ~a & highs) | ((c - ones) & ~c & highs)) break; /* a zero byte: x or y here */
+        memcpy(&w1, b + i + 8, 8);
+        m = FIND2_MASK(w);
+        m1 = FIND2_MASK(w1);
+        if (m | m1) return m ? i + ((size_t)__builtin_ctzll(m) >> 3) : i + 8 + ((size_t)__builtin_ctzll(m1) >> 3);
+    }
+    if (i + 8 <= n) {
+        memcpy(&w, b + i, 8);
+        m = FIND2_MASK(w);
+        if (m) return i + ((size_t)__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
+#undef FIND2_MASK
+    if (i >= n) return n;
+    if (n >= 8) { /* the last eight bytes, without those before i */
+        size_t from = n - 8;
+        memcpy(&w, b + from, 8);
+        m = match2(w, mx, my) & (~0ull << (8 * (i - from)));
+        return m ? from + ((size_t)__builtin_ctzll(m) >> 3) : n;
     }
     while (i < n && b[i] != x && b[i] != y) i++;
     return i;
@@ -494,6 +532,84 @@ static void split_statement(wl_mysql_decoder *d, int terminated) {
     sp->word = 0;
 }
 
+#ifndef WL_MYSQL_SPLIT_NO_SKIP
+/* Does any of b[0..8) have a stop_table entry in `mask`? Eight table lookups
+ * OR-ed: fewer instructions than per-byte tests and their branches. */
+static inline int stop_in8(const uint8_t *b, uint8_t mask) {
+    return ((stop_table[b[0]] | stop_table[b[1]] | stop_table[b[2]] | stop_table[b[3]] | stop_table[b[4]] |
+             stop_table[b[5]] | stop_table[b[6]] | stop_table[b[7]]) &
+            mask) != 0;
+}
+
+/* BEGIN, CASE or END, in any case. */
+static int block_keyword(const uint8_t *w, size_t n) {
+    uint64_t v = 0;
+    if (n < 3 || n > 5) return 0;
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)(w[i] | 0x20) << (8 * i);
+    return v == KW5('b', 'e', 'g', 'i', 'n') || v == KW4('c', 'a', 's', 'e') || v == KW3('e', 'n', 'd');
+}
+
+/* The splitter's fast state: code past a full head, the statement's first word
+ * read, no word being read, no BEGIN / END pending. There, a byte changes the state only if it starts a
+ * quote, a comment or a statement end, or starts a word that can be BEGIN, CASE
+ * or END (see stop_table); a '-' not followed by '-' and a '/' not followed by
+ * '*' are plain operators, and a whole quoted string leaves the state as it
+ * found it. Skips from b[i] over all that, eight bytes at a time where it can,
+ * and returns where the byte-by-byte splitter must go on (n: the whole range
+ * was consumed, the state saved for the next range). Same result as feeding the
+ * bytes one by one. */
+static size_t split_skip(wl_mysql_splitter *sp, const uint8_t *b, size_t i, size_t n) {
+    uint8_t mask = (uint8_t)(STOP_ALWAYS | (sp->depth ? STOP_E : 0) | (sp->in_exec ? STOP_STAR : 0));
+    size_t from = i, j = i;
+    for (;;) {
+        while (j + 8 <= n && !stop_in8(b + j, mask)) j += 8;
+        while (j < n && !(stop_table[b[j]] & mask)) j++;
+        if (j >= n) break;
+        uint8_t c = b[j];
+        if (class_table[c] == CL_WORD) {
+            /* a b, c or e inside a word is no keyword's start */
+            if (j > from && class_table[b[j - 1]] == CL_WORD) {
+                j++;
+                continue;
+            }
+            /* a whole word here that is not BEGIN, CASE or END changes nothing */
+            size_t k = j + 1;
+            while (k < n && class_table[b[k]] == CL_WORD) k++;
+            if (k < n && !block_keyword(b + j, k - j)) {
+                j = k;
+                continue;
+            }
+            return j;
+        }
+        if (c == '\'' || c == '"' || c == '`') {
+            uint8_t bs = c == '`' ? c : '\\'; /* backquotes have no escapes */
+            size_t k = j + 1;
+            for (;;) {
+                k = find2(b, k, n, c, bs);
+                if (k >= n || b[k] == c) break;
+                if (k + 1 >= n) break; /* the escaped byte is in the next range */
+                k += 2;
+            }
+            if (k >= n || b[k] != c) { /* the string goes on in the next range */
+                sp->mode = c == '\'' ? SM_SQ : c == '"' ? SM_DQ : SM_BQ;
+                sp->esc = k < n; /* it ended on a backslash */
+                return n;
+            }
+            j = k + 1;
+            continue;
+        }
+        if ((c == '-' || c == '/') && j + 1 < n && b[j + 1] != (c == '-' ? '-' : '*')) {
+            j++; /* an operator */
+            continue;
+        }
+        return j;
+    }
+    if (j > from && class_table[b[n - 1]] == CL_WORD) sp->wlen = 9; /* a word goes on (no keyword) */
+    return n;
+}
+
+#endif
+
 static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
     wl_mysql_splitter *sp = &d->split;
     for (size_t i = 0; i < n; i++) {
@@ -501,23 +617,15 @@ static void split_feed(wl_mysql_decoder *d, const uint8_t *b, size_t n) {
     again:
         switch (sp->mode) {
         case SM_CODE: {
-            if (sp->head_len == WL_MYSQL_SPLIT_HEAD && sp->wlen == 0 && !sp->after_end && !sp->begin_first) {
-                /* past the head only quotes, comments, ';' and BEGIN / CASE / END matter */
-                size_t j = i;
-                for (;;) {
-                    while (j < n && !stop_table[b[j]]) j++;
-                    if (j < n && class_table[b[j]] == CL_WORD && j > i && class_table[b[j - 1]] == CL_WORD) {
-                        j++; /* a b, c or e inside a word */
-                        continue;
-                    }
-                    break;
-                }
-                if (j > i) {
-                    if (j == n && class_table[b[n - 1]] == CL_WORD) sp->wlen = 9; /* a word goes on */
-                    i = j - 1;
-                    continue;
-                }
+#ifndef WL_MYSQL_SPLIT_NO_SKIP /* tests build without it: the byte-by-byte reference */
+            if (sp->head_len == WL_MYSQL_SPLIT_HEAD && sp->wlen == 0 && !sp->after_end && !sp->begin_first &&
+                sp->first_word) {
+                size_t j = split_skip(sp, b, i, n);
+                if (j >= n) return;
+                i = j; /* a byte that may change the state: the general case below */
+                c = b[i];
             }
+#endif
             uint8_t cl = class_table[c];
             if (cl == CL_WORD) { /* the whole run of word bytes */
                 size_t j = i;
@@ -972,7 +1080,19 @@ static int skip_query_attributes(const uint8_t *h, size_t n, size_t *io) {
 }
 
 /* ';' anywhere in the bytes (wasi-libc's memchr goes byte by byte). */
-static int has_semicolon(const char *p, size_t n) { return find2((const uint8_t *)p, 0, n, ';', ';') < n; }
+/* Any ';' in p[0..n)? Eight bytes at a time (the test of find2: a flag means a
+ * ';' in that word), the last eight overlapping the ones before. */
+static int has_semicolon(const char *p, size_t n) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull, semi = ones * ';';
+    uint64_t w;
+    if (n < 8) return memchr(p, ';', n) != NULL;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        if (((w ^ semi) - ones) & ~w & highs) return 1;
+    }
+    memcpy(&w, p + n - 8, 8);
+    return (((w ^ semi) - ones) & ~w & highs) != 0;
+}
 
 static void command(wl_mysql_decoder *d, const uint8_t *h, size_t n) {
     wl_mysql_side *s = &d->side[WL_DIR_CLIENT];

@@ -15,7 +15,7 @@ int wl_mysql_stmt_counted(const wl_stmt_event *ev) {
 }
 
 static void transaction(wl_mysql_tracker *t, const wl_stmt_event *s) {
-    if (!wl_mysql_stmt_counted(s)) return;
+    if (s->not_counted) return;
     if (s->kind == WL_MYSQL_VERB_BEGIN) { /* BEGIN ends any open transaction implicitly (not in Com_commit) */
         t->txn_statements = 0;
         t->txn_explicit = 1;
@@ -60,6 +60,7 @@ static void report(wl_mysql_tracker *t, const stmt_args *a) {
         memcpy(s.sqlstate, a->err->sqlstate, sizeof s.sqlstate);
         s.has_rows = 0;
     }
+    s.not_counted = (uint8_t)!wl_mysql_stmt_counted(&s);
     if (a->with_sql) {
         s.sql = t->sql;
         s.sql_len = t->sql_len;
@@ -97,13 +98,20 @@ static void keep_sql(wl_mysql_tracker *t, const wl_mysql_event *ev) {
     t->sql_query = 1;
 }
 
+/* When the server could start the command: when it was read, or when the
+ * answer to the one before it ended, whichever is later (a pipelined command
+ * waits for the ones ahead of it; statement.h's start_ns). */
+static uint64_t start_of(const wl_mysql_tracker *t, const wl_mysql_event *ev) {
+    return ev->started > t->last_answer ? ev->started : t->last_answer;
+}
+
 /* A RESULT or COMMAND_DONE of a command whose results were not yet seen. */
 static void command_begins(wl_mysql_tracker *t, const wl_mysql_event *ev) {
     if (t->in_command && t->cmd_no == ev->cmd_no) return;
     t->in_command = 1;
     t->cmd_no = ev->cmd_no;
     t->rows = t->affected = 0;
-    t->stmt_start = ev->started;
+    t->stmt_start = start_of(t, ev);
 }
 
 static void on_command(wl_mysql_tracker *t, const wl_mysql_event *ev, uint64_t now) {
@@ -145,6 +153,18 @@ static void on_result(wl_mysql_tracker *t, const wl_mysql_event *ev, uint64_t no
     report(t, &a);
 }
 
+/* A cursor the EXECUTE opened: its statement is reported when it ends.
+ * 0 when the cursor table is full (reported now, with the rows known now). */
+static int cursor_open(wl_mysql_tracker *t, const wl_mysql_event *ev) {
+    for (int i = 0; i < WL_MYSQL_TRACKER_CURSORS; i++) {
+        if (t->cursors[i].used) continue;
+        t->cursors[i] = (wl_mysql_cursor){.stmt_id = ev->stmt_id, .used = 1, .kind = ev->verb,
+                                          .fetches = 0, .rows = ev->rows, .start_ns = start_of(t, ev)};
+        return 1;
+    }
+    return 0;
+}
+
 static void on_done(wl_mysql_tracker *t, const wl_mysql_event *ev, uint64_t now) {
     int err = ev->outcome == WL_MYSQL_OUTCOME_ERR;
     switch (ev->command) {
@@ -158,18 +178,11 @@ static void on_done(wl_mysql_tracker *t, const wl_mysql_event *ev, uint64_t now)
         break;
     case WL_MYSQL_COM_STMT_EXECUTE:
     case WL_MYSQL_COM_STMT_BULK_EXECUTE:
-        if (!err && ev->cursor && ev->command == WL_MYSQL_COM_STMT_EXECUTE) {
-            for (int i = 0; i < WL_MYSQL_TRACKER_CURSORS; i++) {
-                if (t->cursors[i].used) continue;
-                t->cursors[i] = (wl_mysql_cursor){.stmt_id = ev->stmt_id, .used = 1, .kind = ev->verb,
-                                                  .fetches = 0, .rows = ev->rows, .start_ns = ev->started};
-                t->in_command = 0;
-                return;
-            }
-        }
+        if (!err && ev->cursor && ev->command == WL_MYSQL_COM_STMT_EXECUTE && cursor_open(t, ev)) break;
         {
             stmt_args a = {.kind = ev->verb, .prepared = 1, .fetches = 1, .rows = ev->rows,
-                           .affected = ev->affected_rows, .start = ev->started, .end = now, .err = err ? ev : NULL};
+                           .affected = ev->affected_rows, .start = start_of(t, ev), .end = now,
+                           .err = err ? ev : NULL};
             report(t, &a);
         }
         break;
@@ -185,6 +198,7 @@ static void on_done(wl_mysql_tracker *t, const wl_mysql_event *ev, uint64_t now)
         break;
     }
     t->in_command = 0;
+    if (ev->outcome != WL_MYSQL_OUTCOME_NONE) t->last_answer = now;
 }
 
 void wl_mysql_tracker_event(wl_mysql_tracker *t, const wl_mysql_event *ev, uint64_t now_ns) {

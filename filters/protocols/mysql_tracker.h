@@ -17,8 +17,12 @@
  *   (Com_commit / Com_rollback); `statements` counts those since the previous
  *   end. Implicit commits (DDL, autocommit) and XA are not reported.
  *
+ * - Timing: a statement runs from its command (or, behind pipelined ones,
+ *   from the end of the answer before it) to the result that ends it; the
+ *   statements of a multi-statement query follow one another.
+ *
  * A failed statement still counts in Com_* unless the parser rejected it:
- * wl_mysql_stmt_counted() says which. */
+ * wl_mysql_stmt_counted() says which, and each event carries it (not_counted). */
 #ifndef WIRELAB_MYSQL_TRACKER_H
 #define WIRELAB_MYSQL_TRACKER_H
 
@@ -49,6 +53,7 @@ typedef struct {
     /* the statement being answered */
     uint64_t rows, affected;
     uint64_t stmt_start;       /* when the current statement of a query began */
+    uint64_t last_answer;      /* when the latest answer ended (pipelined commands start then) */
     uint32_t cmd_no;
     uint8_t in_command;
     /* transaction */

@@ -321,6 +321,7 @@ COLD static void on_error(wl_pg_tracker *t, const wl_pg_event *m) {
         memset(&ev, 0, sizeof ev);
         ev.kind = kind_of_sql(e->sql, e->sql_len);
         ev.failed = 1;
+        ev.not_counted = 1; /* pg_stat_statements counts only statements that finished */
         memcpy(ev.sqlstate, m->u.notice.sqlstate, sizeof ev.sqlstate);
         ev.fetches = 1;
         ev.rows_returned = t->rows;
@@ -364,7 +365,13 @@ static void on_ready(wl_pg_tracker *t, uint8_t status) {
      * Bind, Describe, Execute)? A dropped request cannot tell: assume so. */
     uint8_t active = 0;
     uint64_t start = UINT64_MAX;
-    if (t->q_len) {
+    if (t->q_len == 1) { /* the usual case: one Query or Sync answered */
+        wl_pgt_entry *e = &t->q[t->q_head];
+        active = e->what != Q_SYNC || e->flag;
+        start = e->start_ns;
+        t->q_head = (t->q_head + 1) % WL_PGT_QUEUE;
+        t->q_len = 0;
+    } else if (t->q_len) {
         while (t->q_len) {
             wl_pgt_entry *e = q_at(t, 0);
             uint8_t what = e->what;

@@ -20,7 +20,12 @@ extern "C" {
 typedef struct {
     uint8_t kind;           /* protocol's kind enum: wl_pg_cmd or wl_mysql_verb */
     const char *kind_name;  /* lower case: "select", "insert", ... */
-    uint8_t failed;         /* ended with an error (not counted by the server) */
+    uint8_t failed;         /* ended with an error (the server may still count it: see not_counted) */
+    uint8_t not_counted;    /* the server does not count it in its own statistics:
+                             * PostgreSQL's pg_stat_statements counts only statements that
+                             * finished (every failed one is not_counted); MySQL's Com_*
+                             * every statement it executed, failed or not, but not one its
+                             * parser rejected (wl_mysql_stmt_counted) */
     uint8_t prepared;       /* extended protocol (PG) / binary protocol (MySQL) */
     uint8_t has_rows;       /* rows_returned / rows_affected are known */
     uint8_t untimed;        /* start_ns is not known (a tracker's queue overflowed): do not time it */

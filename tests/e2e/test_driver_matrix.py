@@ -3,7 +3,7 @@ server's own.
 
 Each cell is one driver's workload (wirelab.truth.workloads) seen by one filter on the
 listener: the shipped C filter, and the shipped Lua example that counts statements
-(examples/lua/pg-statements; MySQL has no such example yet). Expected values come from
+(examples/lua/pg-statements, examples/lua/mysql-statements). Expected values come from
 the server for the same run: pg_stat_statements calls and rows of top-level
 statements and pg_stat_database transactions of a database only the workload used
 (PostgreSQL), SHOW GLOBAL STATUS Com_* and Rows_sent deltas (MariaDB). Each workload

@@ -16,6 +16,7 @@ from wirelab.conversation import Conversation
 from wirelab.paths import examples_dir
 from wirelab.project import Project
 from wirelab.replay import replay
+from wirelab.testing import mysql as my
 from wirelab.testing.postgres import startup
 from wirelab.testing.postgres import typed as msg
 
@@ -170,3 +171,85 @@ def test_mysql_slow_query_log(tmp_path: Path) -> None:
     assert m.counter("lua.myslow.script_errors") == 0
     assert m.counter("lua.myslow.decoder_errors") == 0
     assert result.traps == []
+
+
+# ---- MySQL: statements from the tracker, built by hand ------------------------------------
+
+
+def mysql_conversation() -> Conversation:
+    """One session: a multi-statement transaction, an execution error and a parse error
+    in multi-statement queries, a prepared SELECT whose cursor is fetched twice, and
+    two queries written before either answer (pipelined)."""
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    in_trans = more | my.SERVER_STATUS_IN_TRANS
+    conv = Conversation(protocol="mysql")
+    conv.open(0, 0.0, "10.0.0.1:40000", "10.0.0.2:3306")
+    conv.data(0, 0.001, "server", my.greeting())
+    conv.data(0, 0.002, "client", my.handshake_response("app", "shop"))
+    conv.data(0, 0.003, "server", my.ok(seq=2))
+    # BEGIN 1 ms, INSERT 2 ms, COMMIT 3 ms: each statement from the previous one's end
+    conv.data(0, 0.010, "client", my.com_query("BEGIN; INSERT INTO t VALUES (1); COMMIT"))
+    conv.data(0, 0.011, "server", my.ok(status=in_trans))
+    conv.data(0, 0.013, "server", my.ok(affected_rows=1, status=in_trans, seq=2))
+    conv.data(0, 0.016, "server", my.ok(seq=3))
+    # the SELECT fails while running (Com_select +1); the UPDATE never runs
+    conv.data(0, 0.020, "client", my.com_query(
+        "INSERT INTO t VALUES (2); SELECT * FROM nosuch; UPDATE t SET v = 2"))
+    conv.data(0, 0.024, "server", my.answer(
+        my.ok(affected_rows=1, status=more),
+        my.err(1146, "42S02", "Table 'shop.nosuch' doesn't exist")))
+    # the parser rejects the second statement: not in Com_*
+    conv.data(0, 0.030, "client", my.com_query("SELECT 1; SELEC 2"))
+    conv.data(0, 0.031, "server", my.answer(
+        my.resultset(["1"], [["1"]], status=more),
+        my.err(1064, "42000", "You have an error in your SQL syntax")))
+    # prepared SELECT with a cursor: one statement, EXECUTE to the last row (21 ms)
+    conv.data(0, 0.040, "client", my.com_stmt_prepare("SELECT v FROM t"))
+    conv.data(0, 0.041, "server", my.prepare_ok(1, ["v"]))
+    conv.data(0, 0.050, "client", my.com_stmt_execute(1, cursor=my.CURSOR_TYPE_READ_ONLY))
+    conv.data(0, 0.051, "server", my.cursor_opened(["v"]))
+    conv.data(0, 0.060, "client", my.com_stmt_fetch(1, 2))
+    conv.data(0, 0.061, "server", my.fetched([[1], [2]], last=False))
+    conv.data(0, 0.070, "client", my.com_stmt_fetch(1, 2))
+    conv.data(0, 0.071, "server", my.fetched([[3]], last=True))
+    conv.data(0, 0.080, "client", my.com_stmt_close(1))
+    # two DELETEs written together: the second is timed from the first one's answer
+    conv.data(0, 0.090, "client", my.com_query("DELETE FROM t WHERE v = 1")
+              + my.com_query("DELETE FROM t WHERE v = 2"))
+    conv.data(0, 0.095, "server", my.ok(affected_rows=1))
+    conv.data(0, 0.097, "server", my.ok(affected_rows=1))
+    conv.data(0, 0.100, "client", my.com_quit())
+    conv.close(0, 0.101, "client")
+    return conv
+
+
+@pytest.mark.parametrize("chunking", ["recorded", "1", "random"])
+def test_mysql_statements_by_verb_with_latency_and_errors(tmp_path: Path, chunking: str) -> None:
+    wasm, config = built("mysql-statements", tmp_path)
+    result = replay(wasm, mysql_conversation(), chunking=chunking, seed=3, plugin_config=config)
+    m = result.metrics
+    assert m.as_dict()["counters"] == {
+        "lua.mystmt.budget_exceeded": 0,
+        "lua.mystmt.decoder_errors": 0,
+        "lua.mystmt.errors": 2,
+        "lua.mystmt.errors_by_code.code=1064": 1,
+        "lua.mystmt.errors_by_code.code=1146": 1,
+        "lua.mystmt.memory_exceeded": 0,
+        "lua.mystmt.script_errors": 0,
+        # Com_*: the failed SELECT counts, the rejected SELEC and the skipped UPDATE do not
+        "lua.mystmt.statements.verb=begin": 1,
+        "lua.mystmt.statements.verb=commit": 1,
+        "lua.mystmt.statements.verb=delete": 2,
+        "lua.mystmt.statements.verb=insert": 2,
+        "lua.mystmt.statements.verb=select": 3,
+        "lua.mystmt.transactions.outcome=commit": 1,
+    }
+    if chunking == "recorded":  # reads cut into pieces are read at the same times
+        assert m.histogram("lua.mystmt.statement_latency_us.verb=begin").samples == [1000]
+        assert m.histogram("lua.mystmt.statement_latency_us.verb=insert").samples == [2000, 4000]
+        assert m.histogram("lua.mystmt.statement_latency_us.verb=commit").samples == [3000]
+        assert m.histogram("lua.mystmt.statement_latency_us.verb=select").samples == [
+            0, 1000, 21000]
+        assert m.histogram("lua.mystmt.statement_latency_us.verb=delete").samples == [5000, 2000]
+    assert result.traps == []
+    assert [lvl for lvl, _ in result.logs if lvl == "error"] == []

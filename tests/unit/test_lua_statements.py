@@ -1,7 +1,8 @@
 """envoy_on_statement / envoy_on_transaction in the Lua runtime: their order
-beside envoy_on_pg_message and envoy_on_close, errors confined to one
-callback, and the tracker running when only one of them is defined. What the
-events count is specified in test_postgres_tracker.py."""
+beside envoy_on_pg_message / envoy_on_mysql_result and envoy_on_close, errors
+confined to one callback, and the tracker running when only one of them is
+defined. What the events count is specified in test_postgres_tracker.py and
+test_mysql_tracker.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from wirelab.build.lua import build_runtime
 from wirelab.emulator import Emulator
+from wirelab.testing import mysql as my
 from wirelab.testing import postgres as pg
 
 
@@ -21,8 +23,8 @@ def runtime() -> Path:
     return build_runtime()
 
 
-def load(runtime: Path, script: str) -> Emulator:
-    cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", "protocol": "postgres",
+def load(runtime: Path, script: str, protocol: str = "postgres") -> Emulator:
+    cfg = {"script": textwrap.dedent(script), "stat_prefix": "t", "protocol": protocol,
            "metrics_flush_ms": 0}
     return Emulator.load(runtime, plugin_config=cfg)
 
@@ -116,3 +118,69 @@ def test_statement_tables_are_plain_and_kept(runtime: Path) -> None:
     conn.close()
     host.assert_no_traps()
     assert infos(host) == ["update true 40001 true 1 UPDATE t SET v = 1"]
+
+
+# ---- MySQL ------------------------------------------------------------------------------
+
+
+def my_logged_in(host: Emulator) -> Any:
+    conn = host.connect()
+    conn.upstream(my.greeting())
+    conn.downstream(my.handshake_response("u", "d"))
+    conn.upstream(my.ok(seq=2))
+    return conn
+
+
+def test_mysql_statements_follow_their_result_and_precede_close(runtime: Path) -> None:
+    host = load(runtime, """
+        function envoy_on_mysql_result(conn, r) print("result " .. r.command) end
+        function envoy_on_statement(conn, s)
+          print(string.format("stmt %s failed=%s counted=%s code=%s", s.kind, tostring(s.failed),
+                              tostring(s.counted), tostring(s.err_code)))
+        end
+        function envoy_on_transaction(conn, t) print("txn " .. t.outcome) end
+        function envoy_on_close(conn) print("close") end
+    """, "mysql")
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    conn = my_logged_in(host)
+    conn.downstream(my.com_query("BEGIN; INSERT INTO t VALUES (1); COMMIT"))
+    conn.upstream(my.answer(my.ok(status=more), my.ok(affected_rows=1, status=more), my.ok()))
+    # a duplicate key fails while running (Com_insert counts it); a typo is rejected by
+    # the parser (nothing counts it)
+    conn.downstream(my.com_query("INSERT INTO t VALUES (1)"))
+    conn.upstream(my.err(1062, "23000", "Duplicate entry"))
+    conn.downstream(my.com_query("SELEC 1"))
+    conn.upstream(my.err(1064, "42000", "syntax"))
+    # a cursor still open when the connection ends is reported then, before envoy_on_close
+    conn.downstream(my.com_stmt_prepare("SELECT v FROM t"))
+    conn.upstream(my.prepare_ok(1, ["v"]))
+    conn.downstream(my.com_stmt_execute(1, cursor=my.CURSOR_TYPE_READ_ONLY))
+    conn.upstream(my.cursor_opened(["v"]))
+    conn.close()
+    host.assert_no_traps()
+    assert infos(host) == [
+        # each statement at its own result, the command's result when all are in
+        "stmt begin failed=false counted=true code=nil",
+        "stmt insert failed=false counted=true code=nil",
+        "stmt commit failed=false counted=true code=nil", "txn commit", "result query",
+        # a failed statement ends with its command's result (the ERR)
+        "result query", "stmt insert failed=true counted=true code=1062",
+        "result query", "stmt unknown failed=true counted=false code=1064",
+        "result stmt_prepare", "result stmt_execute",
+        "stmt select failed=false counted=true code=nil", "close",
+    ]
+
+
+def test_mysql_transactions_alone_run_the_tracker(runtime: Path) -> None:
+    host = load(runtime, """
+        function envoy_on_transaction(conn, t)
+          print(string.format("txn %s statements=%d", t.outcome, t.statements))
+        end
+    """, "mysql")
+    conn = my_logged_in(host)
+    for sql in ("START TRANSACTION", "UPDATE t SET v = 2", "ROLLBACK"):
+        conn.downstream(my.com_query(sql))
+        conn.upstream(my.ok())
+    conn.close()
+    host.assert_no_traps()
+    assert infos(host) == ["txn rollback statements=3"]

@@ -24,17 +24,27 @@ NAMES = ["cli", "pymysql_basic", "multi", "infile", "connector_prepared", "login
          "ed25519", "sysbench"]
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _build(out: Path, *defines: str) -> Path:
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("gcc is not installed (apt-get install gcc)")
-    out = tmp_path_factory.mktemp("mysql") / "harness"
     subprocess.run([gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
-                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all", *defines,
                     f"-I{protocols_dir()}", str(HARNESS), str(protocols_dir() / "mysql.c"),
                     "-o", str(out)], check=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory.mktemp("mysql") / "harness")
+
+
+@pytest.fixture(scope="module")
+def byte_by_byte(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The decoder whose statement splitter takes every byte through its general path
+    (no skipping of bytes that cannot change its state): the reference for the skip."""
+    return _build(tmp_path_factory.mktemp("mysql") / "harness-bytes", "-DWL_MYSQL_SPLIT_NO_SKIP")
 
 
 def stream(reads: list[tuple[int, str, bytes]]) -> bytes:
@@ -215,3 +225,45 @@ def test_long_multi_statement_split_past_the_head(harness: Path) -> None:
     assert events(harness, split(reads, None), max_fetch=5) == base
     for seed in range(5):
         assert events(harness, split(reads, random.Random(seed)), max_fetch=1 + seed * 13) == base
+
+
+# Pieces of SQL that steer the statement splitter: keywords that open or close bodies
+# (in either case, and inside longer words), quotes with escapes and ';', comments of
+# every kind, operators that start comments only when doubled, bytes >= 0x80.
+SPLIT_TOKENS = [
+    "SELECT", "insert", "UPDATE", "delete", "BEGIN", "begin", "END", "end", "Case", "CASE",
+    "IF", "loop", "NOT", "xa", "CALL", "becase", "endless", "casebegin", "e", "b", "c", "E",
+    "abc", "x1", "_b", "$e", "'str;'", "'it\\'s'", "'a''b'", "'a\\';b'", "'tail\\\\'",
+    '"dq;"', '"q\\"e"',
+    "`bq;`", "`b``q`", "-- c;\n", "--x", "# h;\n", "/* b; */", "/*!100 x */", "/*M!100 y */",
+    "*", "*/", "-", "/", ";", " ", "\n", "\t", "(", ")", ",", "1", "-2", "@v", "\u00e9t\u00e9",
+    "x" * 50, "'" + "y;" * 30 + "'", "/* " + "z" * 40 + " */",
+    # a statement end, then a next statement whose head is already full
+    "; UPDATE " + "t, " * 20, "; SELECT " + "'" + "v" * 45 + "' ",
+]
+# the ones that change the splitter's state, drawn more often
+SPLIT_TOKENS += ["BEGIN", "END", "CASE", "end", ";", "'it\\'s'", "-- c;\n", "/* b; */"] * 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(SPLIT_TOKENS), min_size=10, max_size=80),
+       st.lists(st.sampled_from(["", " ", "\n"]), min_size=80, max_size=80))
+def test_split_skip_finds_what_the_byte_by_byte_splitter_finds(
+        harness: Path, byte_by_byte: Path, tokens: list[str], gaps: list[str]) -> None:
+    # The splitter skips runs of bytes that cannot change its state (several words
+    # at a time); the reference build takes each byte through its general path. Both
+    # must find the same statements with the same verbs, at any window size.
+    from wirelab.testing import mysql as my
+
+    head = "SELECT " + ", ".join(f"col{i}" for i in range(12)) + " "  # fills the 48-byte head
+    sql = head + "".join(t + g for t, g in zip(tokens, gaps, strict=False))
+    probe = _login() + [(0, "client", my.com_query(sql)), (0, "server", my.err(1146, "42S02"))]
+    done = [line for line in events(harness, probe).splitlines() if line.startswith("command_done")]
+    n = int(done[0].split(" stmts=")[1].split()[0])
+    more = my.SERVER_STATUS_AUTOCOMMIT | my.SERVER_MORE_RESULTS_EXISTS
+    answers = [my.ok(status=more) for _ in range(n - 1)] + [my.ok()]
+    reads = _login() + [(0, "client", my.com_query(sql)), (0, "server", my.answer(*answers))]
+    base = events(byte_by_byte, reads)
+    assert "protocol_error" not in base and "decoder_error" not in base
+    for max_fetch in (4096, 1, 7):
+        assert events(harness, reads, max_fetch=max_fetch) == base

@@ -65,8 +65,8 @@ def my_filter_figures(delta: Mapping[str, int], prefix: str = "mysql") -> dict[s
 def lua_statement_figures(delta: Mapping[str, int], prefix: str, protocol: str = "postgres",
                           label: str = "type") -> dict[str, int]:
     """A Lua filter that counts `lua.<prefix>.statements.<label>=<kind>` (the shipped
-    pg-statements example), folded into the protocol's statement figures: PostgreSQL's
-    kinds plus `other`, MySQL's verbs."""
+    pg-statements and mysql-statements examples), folded into the protocol's statement
+    figures: PostgreSQL's kinds plus `other`, MySQL's verbs."""
     head = f"lua.{prefix}.statements.{label}="
     by_kind = {k[len(head):]: v for k, v in delta.items() if k.startswith(head)}
     if protocol == "mysql":

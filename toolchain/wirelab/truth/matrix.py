@@ -47,10 +47,12 @@ class LuaCounter:
     label: str = "type"
 
 
-# The shipped Lua examples that count statements, by protocol. MySQL has none yet
-# (examples/lua/mysql-slow-queries times statements, it does not count them all);
-# adding one here gives every MySQL workload a Lua cell.
-LUA_COUNTERS: dict[str, LuaCounter] = {"postgres": LuaCounter("pg-statements", "pgstmt")}
+# The shipped Lua examples that count statements, by protocol: every workload of the
+# protocol also gets a cell for its Lua example.
+LUA_COUNTERS: dict[str, LuaCounter] = {
+    "postgres": LuaCounter("pg-statements", "pgstmt"),
+    "mysql": LuaCounter("mysql-statements", "mystmt", "verb"),
+}
 
 
 @dataclass
