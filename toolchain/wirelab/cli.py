@@ -177,7 +177,9 @@ def up(postgres: bool, mysql: bool, filters: tuple[Path, ...], backend: str,
     kwargs = _lab_kwargs(postgres, mysql, filters, backend, pg_bin, tls, target, prometheus)
     if (xds or watch) and target == "native":
         raise WirelabError("--xds/--watch deliver Wasm filters only: drop --target native")
-    if xds:
+    # One path, not two: a local Wasm lab runs the very files `wirelab xds export`
+    # writes (LDS/CDS/ECDS), as a fleet would.
+    if xds or (target == "wasm" and backend == "local"):
         kwargs["xds"] = True
     if watch:
         from .cli_xds import report_change, run_watch

@@ -11,6 +11,7 @@ on an exception or on Ctrl-C) stops them all.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,9 +237,25 @@ class Lab:
     def log_tail(self, n: int = 60) -> str:
         return self.envoy.log_tail(n) if self.envoy else ""
 
-    def filter_errors(self) -> list[str]:
-        """What the filters logged as errors in Envoy (a Lua error's message, file, line)."""
-        return filter_errors(self.envoy.log_tail(1_000_000)) if self.envoy else []
+    def filter_errors(self, settle_s: float = 2.0) -> list[str]:
+        """What the filters logged as errors in Envoy (a Lua error's message, file, line).
+
+        Envoy writes its log file on a flush timer, so an error counted a moment ago
+        may not be in the file yet: while a `script_errors` counter says more errors
+        happened than the log shows, wait up to `settle_s` for the lines."""
+        if not self.envoy:
+            return []
+        deadline = time.monotonic() + settle_s
+        while True:
+            found = filter_errors(self.envoy.log_tail(1_000_000))
+            try:
+                counted = sum(v for k, v in self.delta().items()
+                              if k.endswith(".script_errors"))
+            except Exception:  # Envoy may be the thing that died
+                counted = 0
+            if len(found) >= min(counted, 1) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     # --- connection parameters -------------------------------------------------
     @property
