@@ -7,7 +7,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wirelab-installed
 
-.PHONY: demo test lint sysdeps venv clean
+.PHONY: demo test lint sysdeps venv clean fuzz
 
 venv: $(STAMP)
 
@@ -31,3 +31,10 @@ demo: venv sysdeps
 
 clean:
 	rm -rf $(VENV) dist examples/*/build filters/*/build
+
+# Every libFuzzer target (tests/fuzz/) for FUZZ_SECONDS each, ASan + UBSan;
+# crash inputs land in build/fuzz/<target>/ (commit them under
+# tests/fuzz/regressions/<target>/ with the fix).
+FUZZ_SECONDS ?= 60
+fuzz: venv sysdeps
+	$(PY) tests/fuzz/fuzzing.py --seconds $(FUZZ_SECONDS)
