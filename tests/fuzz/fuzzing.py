@@ -135,6 +135,59 @@ def json_seeds(corpus: Path) -> int:
     return len(samples)
 
 
+def lua_source_dir() -> Path:
+    """Lua 5.4's sources, downloaded and cached by wirelab's own build (never
+    committed)."""
+    sys.path.insert(0, str(ROOT / "toolchain"))
+    from wirelab.build import lua_source
+
+    return lua_source.source_dir()
+
+
+def lua_runtime_sources() -> list[Path]:
+    lua_source_dir()  # Lua's headers must be in place before the runtime compiles
+    sdk = sorted((FILTERS / "sdk").glob("*.c"))
+    return sorted((FILTERS / "lua").glob("*.c")) + sdk + protocol_sources("postgres") + \
+        protocol_sources("mysql")
+
+
+def lua_objects(out_dir: Path) -> list[str]:
+    """Lua's own files, compiled once per work directory with the sanitizers
+    (the same files wirelab's runtime build leaves out, it leaves out here)."""
+    sys.path.insert(0, str(ROOT / "toolchain"))
+    from wirelab.build.lua import EXCLUDED_LUA_FILES
+
+    src = lua_source_dir()
+    obj_dir = out_dir / "lua-obj"
+    obj_dir.mkdir(exist_ok=True)
+    objects = []
+    for c in sorted(src.glob("*.c")):
+        if c.name in EXCLUDED_LUA_FILES:
+            continue
+        obj = obj_dir / (c.stem + ".o")
+        if not obj.exists() or obj.stat().st_mtime < c.stat().st_mtime:
+            flags = SANITIZERS.replace("fuzzer,", "fuzzer-no-link,")
+            subprocess.run([clang(), "-std=gnu99", "-g", "-O1", flags, "-fno-sanitize-recover=all",
+                            "-c", str(c), "-o", str(obj)], check=True, capture_output=True)
+        objects.append(str(obj))
+    return objects + [f"-I{src}"]
+
+
+def lua_seeds(corpus: Path) -> int:
+    """The protocol seeds, each behind its protocol byte (0 postgres, 1 mysql)."""
+    count = 0
+    for flag, proto in ((b"\0", "postgres"), (b"\1", "mysql")):
+        tmp = corpus / f"_{proto}"
+        tmp.mkdir()
+        conversation_seeds(proto, tmp)
+        for seed in sorted(tmp.iterdir()):
+            (corpus / f"{proto}-{seed.name}").write_bytes(flag + seed.read_bytes()[:MAX_LEN - 1])
+            seed.unlink()
+            count += 1
+        tmp.rmdir()
+    return count
+
+
 TARGETS: dict[str, Target] = {
     "postgres": Target(
         name="postgres",
@@ -151,6 +204,19 @@ TARGETS: dict[str, Target] = {
         include=(PROTOCOLS,),
         seeds=lambda corpus: conversation_seeds("mysql", corpus),
         dictionary="mysql.dict",
+    ),
+    "lua": Target(
+        name="lua",
+        harness="fuzz_lua.c",
+        sources=lambda: lua_runtime_sources(),
+        include=(HERE / "native", FILTERS / "lua", FILTERS / "sdk", PROTOCOLS),
+        seeds=lua_seeds,
+        dictionary="postgres.dict",
+        defines=("WL_LUA_WITH_POSTGRES=1", "WL_LUA_WITH_MYSQL=1"),
+        # Wasm-only attributes in the SDK header; the runtime's and the SDK's
+        # warnings are their owners' business, not this build's.
+        cflags=("-Wno-unknown-attributes", "-Wno-error"),
+        extra=lambda out_dir: lua_objects(out_dir),
     ),
     "json": Target(
         name="json",

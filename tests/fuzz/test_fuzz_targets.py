@@ -22,6 +22,19 @@ def _clang() -> None:
                     "(scripts/install-system-deps.sh installs both)")
 
 
+@pytest.fixture(autouse=True)
+def _lua_sources(request: pytest.FixtureRequest) -> None:
+    """The Lua target needs Lua's sources (downloaded by wirelab's build)."""
+    if request.node.callspec.params.get("name") != "lua":
+        return
+    from wirelab.errors import BuildError
+
+    try:
+        fuzzing.lua_source_dir()
+    except BuildError as exc:
+        pytest.skip(f"Lua sources unavailable: {exc}")
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
