@@ -7,7 +7,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wirelab-installed
 
-.PHONY: demo test lint sysdeps venv clean fuzz
+.PHONY: demo test lint sysdeps venv clean fuzz soak
 
 venv: $(STAMP)
 
@@ -38,3 +38,9 @@ clean:
 FUZZ_SECONDS ?= 60
 fuzz: venv sysdeps
 	$(PY) tests/fuzz/fuzzing.py --seconds $(FUZZ_SECONDS)
+
+# Bulk transfers (>= 1 GiB PostgreSQL COPY each way, >= 64 MiB MySQL) and
+# 100,000-connection churn per filter through real Envoy; prints figures
+# (bench/soak.py --help for smaller runs).
+soak: venv sysdeps
+	$(PY) bench/soak.py

@@ -91,16 +91,33 @@ def mysql_churn(kwargs: dict[str, Any], connections: int, threads: int) -> Churn
     return Churn(sum(done), sum(failed), time.perf_counter() - start)
 
 
-def wasm_memory(pid: int) -> int:
-    """Resident bytes of the process's Wasm linear memories: V8 reserves each
-    one (with its guard region) as a mapping of several GiB, far larger than
-    any other mapping in Envoy; their resident pages are the VMs' memory."""
-    total = 0
-    size = 0
+def _mappings(pid: int) -> list[tuple[int, int, str, int]]:
+    """(start, end, permissions, resident bytes) of every mapping of `pid`."""
+    out: list[tuple[int, int, str, int]] = []
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
-            if line.startswith("Size:"):
-                size = int(line.split()[1]) * 1024
-            elif line.startswith("Rss:") and size >= 4 << 30:
-                total += int(line.split()[1]) * 1024
+            head = line.split()
+            if len(head) >= 2 and "-" in head[0] and not head[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                out.append((lo, hi, head[1], 0))
+            elif line.startswith("Rss:") and out:
+                lo, hi, perms, _ = out[-1]
+                out[-1] = (lo, hi, perms, int(head[1]) * 1024)
+    return out
+
+
+def wasm_memory(pid: int) -> int:
+    """Resident bytes of the process's Wasm linear memories. V8 reserves each
+    memory with its guard region as one inaccessible mapping of several GiB
+    and makes the pages in use accessible from its start, which splits off a
+    read-write mapping that ends where the rest of the reservation begins: the
+    resident pages of those read-write mappings are the VMs' memory."""
+    maps = _mappings(pid)
+    ends = {hi: (perms, rss) for lo, hi, perms, rss in maps}
+    total = 0
+    for lo, hi, perms, _ in maps:
+        if perms == "---p" and hi - lo >= 4 << 30 and lo in ends:
+            before_perms, rss = ends[lo]
+            if before_perms.startswith("rw"):
+                total += rss
     return total
