@@ -348,3 +348,71 @@ def test_an_oversized_startup_packet_is_dropped_alike_and_counted(pg_lab: Any) -
     assert via == direct == b""
     assert delta["postgres.h.decoder_errors"] == 1
     assert delta.get("postgres.h.sessions", 0) == 0
+
+
+# ---- a real MariaDB --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def my_lab() -> Iterator[Any]:
+    from wirelab.harness import Lab
+
+    with Lab(mysql=True, filters=[ROOT / "filters" / "mysql"],
+             filter_config={"stat_prefix": "h"}) as lab:
+        yield lab
+
+
+def _my_status(lab: Any) -> dict[str, int]:
+    import pymysql
+
+    with pymysql.connect(**lab.mysql_kwargs(direct=True), ssl_disabled=True) as conn, \
+            conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Aborted_connects', 'Connections')")
+        return {k: int(v) for k, v in cur.fetchall()}
+
+
+def _garbage_login(port: int, body: bytes) -> bytes:
+    """Reads the greeting, answers it with `body` as the HandshakeResponse
+    payload, returns the server's answer (it refuses and closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = b""
+        while len(head) < 4:
+            head += s.recv(4 - len(head))
+        n = int.from_bytes(head[:3], "little")
+        greeting = b""
+        while len(greeting) < n:
+            greeting += s.recv(n - len(greeting))
+        s.sendall(len(body).to_bytes(3, "little") + b"\x01" + body)
+        return _read_until_close(s)
+
+
+def test_garbage_logins_count_what_the_server_refused_and_nothing_more(my_lab: Any) -> None:
+    """40 connections answer MariaDB's greeting with random bytes. The server
+    refuses each (Aborted_connects); the filter counts each once, as a login
+    failure with the error code the client received or, when it cannot parse
+    the packet, as a decoder error that counts nothing else."""
+    rng = random.Random(43)
+    before = _my_status(my_lab)
+    my_lab.mark()
+    answers = [_garbage_login(my_lab.port("mysql"), rng.randbytes(rng.choice([8, 40, 200])))
+               for _ in range(40)]
+    my_lab.stats.wait_for("mysql.h.sessions_active", 0)
+    time.sleep(1.5)  # counters of closed connections arrive when they end
+    delta = {k[len("mysql.h."):]: v for k, v in my_lab.delta().items() if k.startswith("mysql.h.")}
+    after = _my_status(my_lab)
+    refused = after["Aborted_connects"] - before["Aborted_connects"]
+    assert refused == 40 == after["Connections"] - before["Connections"] - 1
+    assert delta["sessions"] == 40
+    assert delta.get("login_failures", 0) + delta.get("decoder_errors", 0) == refused
+    assert delta.get("login_attempts", 0) == delta.get("login_failures", 0)
+    assert delta.get("login_successes", 0) == 0 and delta.get("commands.command=query", 0) == 0
+    # Every answer is an ERR: 1043 (bad handshake) or 1231 (a bad value in the
+    # packet). Codes as counted are codes the client received (or `other`,
+    # for codes outside the filter's table).
+    errors = {k: v for k, v in delta.items() if k.startswith("errors.code=")}
+    assert sum(errors.values()) == delta.get("login_failures", 0)
+    codes = [int.from_bytes(a[5:7], "little") for a in answers]
+    assert all(a[4:5] == b"\xff" and c in (1043, 1231) for a, c in zip(answers, codes, strict=True))
+    for key, n in errors.items():
+        code = key.split("=")[1]
+        assert code == "other" or n <= codes.count(int(code)), (key, n, codes)
