@@ -11,6 +11,8 @@
  *  - no memory error or undefined behaviour in the runtime, the API or Lua;
  *  - the API never raises for a message the decoder produced (an error-level
  *    log line aborts);
+ *  - the Lua heap after each connection (collected) stays under 256 KiB:
+ *    nothing of a finished connection is kept;
  *  - the log lines and the runtime's metric deltas (decoder_errors,
  *    script_errors, ...) are identical whether each direction's run of bytes
  *    is one read, each chunk is, or the reads are cut at random. */
@@ -61,6 +63,10 @@ static const char SCRIPT[] =
     "  if type(s) ~= 'string' then error('tostring') end\n"
     "  if pcall(function() msg.kind = 1 end) then error('message is writable') end\n"
     "end\n"
+    "function envoy_on_close(conn)\n"
+    "  collectgarbage('collect')\n"
+    "  wirelab.logDebug('heap ' .. math.floor(collectgarbage('count') * 1024))\n"
+    "end\n"
     "function envoy_on_mysql_event(conn, ev) dump('ev', ev) end\n"
     "function envoy_on_mysql_command(conn, cmd) dump('cmd', cmd) end\n"
     "function envoy_on_mysql_result(conn, res) dump('res', res) end\n";
@@ -85,8 +91,16 @@ static void fail(const char *what, const char *detail, size_t n) {
     abort();
 }
 
+/* The Lua heap after a full collection at the end of a connection: what the
+ * VM keeps between connections. It must not grow with the connections run. */
+#define HEAP_LIMIT (256 * 1024)
+
 uint32_t proxy_log(uint32_t level, const char *msg, size_t msg_size) {
     if (level >= WL_LOG_ERROR) fail("the runtime logged an error", msg, msg_size);
+    if (level == WL_LOG_DEBUG && msg_size > 5 && memcmp(msg, "heap ", 5) == 0) {
+        if (strtoull(msg + 5, NULL, 10) > HEAP_LIMIT) fail("the Lua heap keeps growing", msg, msg_size);
+        return WL_OK;
+    }
     if (transcript && level == WL_LOG_INFO) {
         wl_t_str(transcript, msg, msg_size);
         transcript->events++;
