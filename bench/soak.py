@@ -4,6 +4,7 @@ shipped filters (filters/postgres, filters/mysql as Wasm), printing figures.
     .venv/bin/python bench/soak.py                       # what `make soak` runs
     .venv/bin/python bench/soak.py --only bulk --pg-mib 256
     .venv/bin/python bench/soak.py --only churn --connections 20000 --checkpoint 2000
+    .venv/bin/python bench/soak.py --lua ...   # the Lua runtime (two examples) too
 
 Bulk: PostgreSQL COPY TO STDOUT and COPY FROM STDIN of --pg-mib each (default
 1024), MySQL result rows and LOAD DATA LOCAL INFILE of --my-mib each (default
@@ -24,6 +25,7 @@ counters or connection counts disagree (or memory drifts more than 5 %).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ from typing import Any
 
 from wirelab.envoy.stats import server_bytes_window
 from wirelab.harness import Lab
+from wirelab.paths import examples_dir
 from wirelab.testing import bulk, churn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,6 +183,22 @@ def churn_run(lab: Any, kind: str, total: int, checkpoint: int, tmp: Path) -> No
           f"{check(abs(drift_wasm) <= 5, kind + ' wasm drift')}")
 
 
+def run(lab: Any, args: argparse.Namespace, tmp: Path) -> None:
+    bulk.pg_copy_out(lab.pg_conninfo(), 1)  # warm-up: the VMs, the first connection
+    bulk.mysql_select_rows(lab.mysql_cli_args(), 1)
+    names = ", ".join(f.spec.name for f in lab.filters)
+    print(f"Envoy with {names} (Wasm), idle: {memory_line(lab)}")
+    if args.only in (None, "bulk"):
+        soak_pg(lab, args.pg_mib)
+        soak_mysql(lab, args.my_mib, tmp)
+    if args.only in (None, "churn"):
+        print(f"\nChurn: {args.connections:,} connections per listener, "
+              "connect + SELECT 1 + close")
+        churn_run(lab, "postgres", args.connections, args.checkpoint, tmp)
+        churn_run(lab, "mysql", args.connections, args.checkpoint, tmp)
+    print(f"\nEnvoy at the end: {memory_line(lab)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pg-mib", type=int, default=1024)
@@ -187,24 +206,20 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=100_000)
     ap.add_argument("--checkpoint", type=int, default=10_000)
     ap.add_argument("--only", choices=["bulk", "churn"])
+    ap.add_argument("--lua", action="store_true",
+                    help="add the Lua runtime: examples/lua/pg-statements and mysql-slow-queries")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="wirelab-soak-") as tmpdir, \
-            Lab(postgres=True, mysql=True,
-                filters=[ROOT / "filters" / "postgres", ROOT / "filters" / "mysql"],
-                filter_config={"stat_prefix": "soak"}) as lab:
+    with tempfile.TemporaryDirectory(prefix="wirelab-soak-") as tmpdir:
         tmp = Path(tmpdir)
-        bulk.pg_copy_out(lab.pg_conninfo(), 1)  # warm-up: the VMs, the first connection
-        bulk.mysql_select_rows(lab.mysql_cli_args(), 1)
-        print(f"Envoy with filters/postgres and filters/mysql (Wasm), idle: {memory_line(lab)}")
-        if args.only in (None, "bulk"):
-            soak_pg(lab, args.pg_mib)
-            soak_mysql(lab, args.my_mib, tmp)
-        if args.only in (None, "churn"):
-            print(f"\nChurn: {args.connections:,} connections per filter, "
-                  "connect + SELECT 1 + close")
-            churn_run(lab, "postgres", args.connections, args.checkpoint, tmp)
-            churn_run(lab, "mysql", args.connections, args.checkpoint, tmp)
-        print(f"\nEnvoy at the end: {memory_line(lab)}")
+        filters = [ROOT / "filters" / "postgres", ROOT / "filters" / "mysql"]
+        if args.lua:
+            for name in ("pg-statements", "mysql-slow-queries"):
+                shutil.copytree(examples_dir() / "lua" / name, tmp / name,
+                                ignore=shutil.ignore_patterns("build"))
+                filters.append(tmp / name)
+        with Lab(postgres=True, mysql=True, filters=filters,
+                 filter_config={"stat_prefix": "soak"}) as lab:
+            run(lab, args, tmp)
     if problems:
         print("\nPROBLEMS: " + "; ".join(problems))
         return 1
