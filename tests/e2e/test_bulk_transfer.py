@@ -96,7 +96,7 @@ def test_copy_from_stdin_of_64_mib_arrives_byte_exact(pg_lab: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def my_lab() -> Iterator[Any]:
+def my_lab(require_mariadb: None) -> Iterator[Any]:
     from wirelab.harness import Lab
 
     try:

@@ -23,7 +23,7 @@ CONNECTIONS = 2000
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def lab(tmp_path_factory: pytest.TempPathFactory, require_mariadb: None) -> Iterator[Any]:
     from wirelab.harness import Lab
     from wirelab.paths import examples_dir
     from wirelab.servers.postgres import embedded_bin_dir

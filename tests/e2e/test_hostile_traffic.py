@@ -354,7 +354,7 @@ def test_an_oversized_startup_packet_is_dropped_alike_and_counted(pg_lab: Any) -
 
 
 @pytest.fixture(scope="module")
-def my_lab() -> Iterator[Any]:
+def my_lab(require_mariadb: None) -> Iterator[Any]:
     from wirelab.harness import Lab
 
     with Lab(mysql=True, filters=[ROOT / "filters" / "mysql"],
