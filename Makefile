@@ -7,7 +7,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wirelab-installed
 
-.PHONY: demo test lint sysdeps venv clean
+.PHONY: demo test lint sysdeps venv clean fuzz soak
 
 venv: $(STAMP)
 
@@ -31,3 +31,16 @@ demo: venv sysdeps
 
 clean:
 	rm -rf $(VENV) dist examples/*/build filters/*/build
+
+# Every libFuzzer target (tests/fuzz/) for FUZZ_SECONDS each, ASan + UBSan;
+# crash inputs land in build/fuzz/<target>/ (commit them under
+# tests/fuzz/regressions/<target>/ with the fix).
+FUZZ_SECONDS ?= 60
+fuzz: venv sysdeps
+	$(PY) tests/fuzz/fuzzing.py --seconds $(FUZZ_SECONDS)
+
+# Bulk transfers (>= 1 GiB PostgreSQL COPY each way, >= 64 MiB MySQL) and
+# 100,000-connection churn per filter through real Envoy; prints figures
+# (bench/soak.py --help for smaller runs).
+soak: venv sysdeps
+	$(PY) bench/soak.py

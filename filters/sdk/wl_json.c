@@ -1,6 +1,7 @@
 /* A tiny JSON reader for plugin configuration: find a value by (dotted) key in
  * an object and read it as a string, number or bool. It validates only what
  * it walks over; anything malformed simply reads as "not found". */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,11 +213,14 @@ int wl_json_int(const char *json, size_t len, const char *key, int64_t *out) {
     char buf[64];
     if (wl__lookup(json, len, key, &c) || wl__number_token(&c, buf, sizeof buf)) return -1;
     char *endp;
+    errno = 0;
     long long v = strtoll(buf, &endp, 10);
+    if (*endp == '\0' && errno == ERANGE) return -1; /* not an int64: no clamped guess */
     if (*endp != '\0') {
-        /* 1e3 or 100.0: accept when integral. */
+        /* 1e3 or 100.0: accept when integral. The range check comes first:
+         * converting a double outside int64 (or NaN) is undefined behaviour. */
         double d = strtod(buf, &endp);
-        if (*endp != '\0' || d != (double)(long long)d) return -1;
+        if (*endp != '\0' || !(d >= -0x1p63 && d < 0x1p63) || d != (double)(long long)d) return -1;
         v = (long long)d;
     }
     *out = (int64_t)v;

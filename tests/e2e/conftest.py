@@ -22,3 +22,14 @@ def build_bundled_filter(tmp_path_factory: pytest.TempPathFactory) -> Callable[[
         return build_project(Project.load(src)).wasm
 
     return build
+
+
+@pytest.fixture(scope="session")
+def require_mariadb() -> None:
+    """Skips a test whose lab needs MariaDB when its server is not installed."""
+    from wirelab.servers import ServerError, mariadb
+
+    try:
+        mariadb.find_binary("mariadbd")
+    except ServerError as exc:
+        pytest.skip(f"MariaDB is absent (apt-get install mariadb-server): {exc}")

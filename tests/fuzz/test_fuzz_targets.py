@@ -1,0 +1,70 @@
+"""The libFuzzer targets (tests/fuzz/*.c) in the test suite: every committed
+crash input replays clean, every seed taken from the recorded conversations
+decodes to the same events under every splitting, and each target fuzzes
+briefly without a finding. `make fuzz` runs them for longer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import fuzzing
+import pytest
+
+SECONDS = int(os.environ.get("FUZZ_TEST_SECONDS", "20"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clang() -> None:
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed: apt-get install clang libclang-rt-14-dev "
+                    "(scripts/install-system-deps.sh installs both)")
+
+
+@pytest.fixture(autouse=True)
+def _lua_sources(request: pytest.FixtureRequest) -> None:
+    """The Lua target needs Lua's sources (downloaded by wirelab's build)."""
+    if request.node.callspec.params.get("name") != "lua":
+        return
+    from wirelab.errors import BuildError
+
+    try:
+        fuzzing.lua_source_dir()
+    except BuildError as exc:
+        pytest.skip(f"Lua sources unavailable: {exc}")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.mark.parametrize("name", sorted(fuzzing.TARGETS))
+def test_committed_crash_inputs_replay_clean(name: str, work: Path) -> None:
+    inputs = fuzzing.regression_inputs(name)
+    if not inputs:
+        # Still builds: a target that no longer compiles must fail here.
+        fuzzing.build(fuzzing.TARGETS[name], work)
+        return
+    proc = fuzzing.replay(fuzzing.TARGETS[name], inputs, work)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("Executed ") == len(inputs)
+
+
+@pytest.mark.parametrize("name", sorted(fuzzing.TARGETS))
+def test_seeds_decode_alike_under_every_split(name: str, work: Path, tmp_path: Path) -> None:
+    target = fuzzing.TARGETS[name]
+    count = target.seeds(tmp_path)
+    assert count >= 7
+    proc = fuzzing.replay(target, sorted(tmp_path.iterdir()), work)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("Executed ") == count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(fuzzing.TARGETS))
+def test_fuzzing_finds_nothing(name: str, work: Path) -> None:
+    run = fuzzing.fuzz(fuzzing.TARGETS[name], SECONDS, work)
+    assert run.executions > 0, run.log[-2000:]
+    assert run.crashes == [] and run.returncode == 0, run.log[-6000:]
