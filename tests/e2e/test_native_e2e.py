@@ -13,6 +13,7 @@ counts PostgreSQL's own pg_stat_statements and pg_stat_database recorded.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -488,6 +489,10 @@ def test_a_new_c_project_builds_and_passes_its_e2e_test_on_both_targets(tmp_path
     built = subprocess.run([*wirelab, "build", str(root), "--json"], capture_output=True,
                            text=True, timeout=600)
     assert built.returncode == 0, built.stderr
+    report = json.loads(built.stdout)
+    assert Path(report["wasm"]) == root / "build" / "both-targets.wasm"
+    assert Path(report["native"]) == root / "build" / "libboth-targets.so"
+    assert report["targets"]["native"]["ok"] is True
     assert (root / "build" / "both-targets.wasm").is_file()
     assert (root / "build" / "libboth-targets.so").is_file()
     ran = subprocess.run([*wirelab, "test", "--e2e", "--target", "all", str(root), "--",

@@ -66,9 +66,11 @@ def build(directory: Path, as_json: bool, force: bool, target: str | None) -> No
         def one(r: object) -> dict:
             return {"ok": True, **r.as_dict(), "warnings": list(getattr(r, "warnings", ()))}
 
-        # one target: its result as before; several: {"ok": true, "wasm": {...}, "native": {...}}
+        # One target: its result. Several: each target's path at the top, as with one
+        # (`["wasm"]` is always a path), and each whole result under "targets".
         out = one(results[0]) if len(results) == 1 else {
-            "ok": True, **{r.target: one(r) for r in results}}
+            "ok": True, **{r.target: str(r.wasm) for r in results},
+            "targets": {r.target: one(r) for r in results}}
         click.echo(json.dumps(out))
     else:
         for result in results:

@@ -46,10 +46,20 @@ class XdsEnvoy(EnvoyProcess):
             if snap.value("listener_manager.lds.update_rejected"):
                 raise EnvoyError(
                     f"Envoy {self.node_id} rejected the listeners of {self.root}: "
-                    f"{startup_reason(self.log_tail(40))}"
+                    f"{startup_reason(self._log_with_error())}"
                 )
             time.sleep(0.05)
         raise EnvoyError(
             f"Envoy {self.node_id} has not activated its {want} listener(s) from {self.root} "
             f"after {self.startup_timeout:g} s (log: {self.log_path})\n{self.log_tail(15)}"
         )
+
+    def _log_with_error(self, settle_s: float = 2.0) -> str:
+        """The log tail once it holds Envoy's error line: the rejection is counted
+        before the log file's flush timer writes the reason out."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            tail = self.log_tail(40)
+            if "][error]" in tail or "][critical]" in tail or time.monotonic() > deadline:
+                return tail
+            time.sleep(0.05)
