@@ -78,7 +78,7 @@ typedef struct wl_lua_conn {
 
 /* Natively (an Envoy dynamic module) every worker thread runs its own VM at
  * the same time, so "the current callback's" state is per thread. */
-#if defined(__wasm__)
+#if defined(WL_TARGET_WASM)
 #define WL_LUA_THREAD
 #else
 #define WL_LUA_THREAD _Thread_local

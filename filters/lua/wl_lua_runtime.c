@@ -529,7 +529,7 @@ void wl_on_connection_end(wl_conn *c) {
  * script compiles, else a NUL-terminated "name:line: message". */
 static char wl_lua_check_msg[1024];
 
-#if defined(__wasm__)
+#if defined(WL_TARGET_WASM)
 __attribute__((export_name("wirelab_lua_check")))
 #endif
 const char *wirelab_lua_check(const char *src, size_t len, const char *name) {

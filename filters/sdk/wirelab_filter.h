@@ -75,8 +75,10 @@ typedef enum { WL_PEER_UNKNOWN = 0, WL_PEER_LOCAL = 1, WL_PEER_REMOTE = 2 } wl_p
 
 typedef enum { WL_COUNTER = 0, WL_GAUGE = 1, WL_HISTOGRAM = 2 } wl_metric_type;
 
-/* Which backend this translation unit is compiled for. */
-#if defined(__wasm__)
+/* Which backend this translation unit is compiled for. WL_PROXY_WASM_ON_HOST
+ * compiles the proxy-wasm backend for the host against a stand-in Envoy (the
+ * Lua runtime's fuzz target, tests/fuzz/fuzz_lua.c). */
+#if defined(__wasm__) || defined(WL_PROXY_WASM_ON_HOST)
 #define WL_TARGET_WASM 1
 #include "wasm/wl_abi.h" /* proxy-wasm imports, for code that needs them directly */
 #else

@@ -71,7 +71,7 @@ typedef struct wl_batch {
 
 /* Natively every worker thread runs callbacks at once, each for its own
  * plugin, so "the batch of the current callback" is per thread. */
-#if defined(__wasm__)
+#if defined(WL_TARGET_WASM)
 #define WL_TLS
 #else
 #define WL_TLS _Thread_local

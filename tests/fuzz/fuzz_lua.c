@@ -26,7 +26,7 @@
 
 uint64_t wl_fuzz_clock_ns;
 
-/* The SDK's proxy-wasm exports (filters/sdk/wl_runtime.c). */
+/* The SDK's proxy-wasm exports (filters/sdk/wasm/wl_runtime.c). */
 void *wl__export_malloc(size_t size);
 void wl__on_context_create(uint32_t id, uint32_t parent_id);
 uint32_t wl__on_vm_start(uint32_t id, uint32_t vm_config_size);
