@@ -85,15 +85,6 @@ typedef struct wl_lua_conn {
     uint8_t error_logged; /* this connection's first error was logged: later ones are only counted */
 } wl_lua_conn;
 
-/* The host speaks proxy-wasm: the Wasm module, and the native fuzz build of
- * tests/fuzz/fuzz_lua.c (a proxy-wasm host in the same process). Otherwise
- * the runtime is an Envoy dynamic module. */
-#if defined(__wasm__) || defined(WL_LUA_FUZZ_PROXY_WASM)
-#define WL_LUA_PROXY_WASM 1
-#else
-#define WL_LUA_PROXY_WASM 0
-#endif
-
 /* Natively (an Envoy dynamic module) every worker thread runs its own VM at
  * the same time, so "the current callback's" state is per thread. */
 #if defined(__wasm__)

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "wl_lua.h"
-#if !WL_LUA_PROXY_WASM
+#if !defined(__wasm__)
 #include "wl_native.h" /* wl__dm_filter: the connection a host call is for */
 #endif
 
@@ -88,7 +88,7 @@ static int wl_lua_push_property(lua_State *L, wl_conn *c, const char *path) {
     char buf[256];
     /* A connection object kept from another connection's callback: read its
      * properties in its own context, then switch back. */
-#if WL_LUA_PROXY_WASM
+#if defined(__wasm__)
     int other = c->context_id != wl_lua_current_context;
     if (other) proxy_set_effective_context(c->context_id);
     int n = wl_property_string(path, buf, sizeof buf);

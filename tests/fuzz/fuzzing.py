@@ -146,8 +146,7 @@ def lua_source_dir() -> Path:
 
 def lua_runtime_sources() -> list[Path]:
     lua_source_dir()  # Lua's headers must be in place before the runtime compiles
-    # the SDK and its proxy-wasm backend (the harness's host speaks proxy-wasm)
-    sdk = sorted((FILTERS / "sdk").glob("*.c")) + sorted((FILTERS / "sdk" / "wasm").glob("*.c"))
+    sdk = sorted((FILTERS / "sdk").glob("*.c"))
     return sorted((FILTERS / "lua").glob("*.c")) + sdk + protocol_sources("postgres") + \
         protocol_sources("mysql")
 
@@ -210,13 +209,10 @@ TARGETS: dict[str, Target] = {
         name="lua",
         harness="fuzz_lua.c",
         sources=lambda: lua_runtime_sources(),
-        include=(HERE / "native", FILTERS / "lua", FILTERS / "sdk", FILTERS / "sdk" / "wasm",
-                 PROTOCOLS),
+        include=(HERE / "native", FILTERS / "lua", FILTERS / "sdk", PROTOCOLS),
         seeds=lua_seeds,
         dictionary="postgres.dict",
-        # WL_LUA_FUZZ_PROXY_WASM: the runtime talks proxy-wasm to the harness's
-        # host, not to Envoy's dynamic-module ABI, although it is native code.
-        defines=("WL_LUA_WITH_POSTGRES=1", "WL_LUA_WITH_MYSQL=1", "WL_LUA_FUZZ_PROXY_WASM=1"),
+        defines=("WL_LUA_WITH_POSTGRES=1", "WL_LUA_WITH_MYSQL=1"),
         # Wasm-only attributes in the SDK header.
         cflags=("-Wno-unknown-attributes",),
         extra=lambda out_dir: lua_objects(out_dir),
