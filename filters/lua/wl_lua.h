@@ -25,7 +25,12 @@
 #define WL_LUA_DEFAULT_TAG_SETS 100 /* distinct tag sets per metric name */
 #endif
 #define WL_LUA_LOAD_BUDGET_FACTOR 10 /* the script's top level gets this many budgets */
-#define WL_LUA_ERROR_LOG_FIRST 100   /* errors logged in full; then every 1000th */
+/* Error logging: the first error of each connection (and every error outside a
+ * connection) is logged; later errors of a connection are only counted. A
+ * safety net against connection floods: past WL_LUA_ERROR_LOG_FIRST lines a VM
+ * logs at most one line per WL_LUA_ERROR_LOG_EVERY errors. */
+#define WL_LUA_ERROR_LOG_FIRST 100
+#define WL_LUA_ERROR_LOG_EVERY 1000
 
 typedef enum { WL_LUA_TCP = 0, WL_LUA_POSTGRES = 1, WL_LUA_MYSQL = 2 } wl_lua_protocol;
 
@@ -59,6 +64,9 @@ typedef struct wl_lua_vm {
     char script_name[64];
     wl_metric m_errors, m_budget, m_memory, m_decoder_errors;
     uint64_t errors;
+    uint64_t log_lines;      /* error lines logged */
+    uint64_t last_logged;    /* `errors` when the last line was logged */
+    wl_conn *conn;           /* the connection whose callback is running, or NULL */
     int ref_buffer[2];   /* registry refs of the two reusable buffer objects */
     int ref_message;     /* registry ref of the reusable protocol message object */
     int pg_filtered;     /* the script named the message types it wants */
@@ -74,6 +82,7 @@ typedef struct wl_lua_conn {
     int ref;       /* registry ref of the connection object */
     void *decoder; /* the protocol glue's per-connection state, or NULL */
     uint8_t decoder_protocol; /* wl_lua_protocol of `decoder` (the VM may be gone when it is freed) */
+    uint8_t error_logged; /* this connection's first error was logged: later ones are only counted */
 } wl_lua_conn;
 
 /* Natively (an Envoy dynamic module) every worker thread runs its own VM at

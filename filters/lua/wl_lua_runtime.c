@@ -85,10 +85,21 @@ static void wl_lua_report(wl_lua_vm *vm, int status, const char *what) {
     }
     wl_metric_add(vm->m_errors, 1);
     vm->errors++;
-    if (vm->errors <= WL_LUA_ERROR_LOG_FIRST || vm->errors % 1000 == 0) {
-        wl_log(WL_LOG_ERROR, "lua %s in %s: %s (error #%llu)", kind, what, msg,
-               (unsigned long long)vm->errors);
+    /* A script that fails on every message would otherwise write a line per
+     * message: a connection's first error says what is wrong, the counters say
+     * how often. */
+    wl_lua_conn *lc = vm->conn ? vm->conn->state : NULL;
+    if (lc && lc->error_logged) return;
+    if (vm->log_lines >= WL_LUA_ERROR_LOG_FIRST && vm->errors - vm->last_logged < WL_LUA_ERROR_LOG_EVERY) return;
+    if (lc) {
+        lc->error_logged = 1;
+        wl_log(WL_LOG_ERROR, "lua %s in %s on connection %u: %s (error #%llu)", kind, what,
+               (unsigned)vm->conn->context_id, msg, (unsigned long long)vm->errors);
+    } else {
+        wl_log(WL_LOG_ERROR, "lua %s in %s: %s (error #%llu)", kind, what, msg, (unsigned long long)vm->errors);
     }
+    vm->log_lines++;
+    vm->last_logged = vm->errors;
 }
 
 static void wl_lua_arm_budget(wl_lua_vm *vm) {
@@ -421,11 +432,13 @@ void wl_on_new_connection(wl_conn *c) {
     lc->generation = vm->generation;
     lc->ref = LUA_NOREF;
     wl_lua_current_context = c->context_id;
+    vm->conn = c;
     if (vm->protocol != WL_LUA_TCP) wl_lua_decoder_init(vm, c);
     if (wl_lua_protected(vm, "envoy_on_new_connection", wl_lua_new_connection_thunk, c) != LUA_OK &&
         lc->ref == LUA_NOREF) {
         lc->L = NULL; /* no Lua object: this connection is not scripted */
     }
+    vm->conn = NULL;
 }
 
 typedef struct {
@@ -482,6 +495,7 @@ void wl_on_data(wl_conn *c, wl_read *r) {
     if (!vm) return;
     int server = r->dir == WL_DIR_SERVER;
     wl_lua_current_context = c->context_id;
+    vm->conn = c;
     uint32_t want = server ? WL_LUA_CB_UPSTREAM_DATA : WL_LUA_CB_DOWNSTREAM_DATA;
     if (vm->callbacks & want) {
         wl_lua_data_args a = {c, r};
@@ -491,6 +505,7 @@ void wl_on_data(wl_conn *c, wl_read *r) {
     }
     wl_lua_conn *lc = c->state;
     if (lc->decoder && wl_lua_vm_for(c)) wl_lua_decoder_feed(vm, c, r);
+    vm->conn = NULL;
 }
 
 static void wl_lua_close_thunk(lua_State *L, void *ud) {
@@ -514,10 +529,12 @@ void wl_on_connection_end(wl_conn *c) {
     wl_lua_vm *vm = wl_lua_vm_for(c);
     if (vm) {
         wl_lua_current_context = c->context_id;
+        vm->conn = c;
         wl_lua_decoder_close(vm, c); /* last statements and transactions, before envoy_on_close */
         if (vm->callbacks & WL_LUA_CB_CLOSE) wl_lua_protected(vm, "envoy_on_close", wl_lua_close_thunk, c);
         /* Unref outside the budget's reach: give it its own protected run. */
         wl_lua_protected(vm, "connection cleanup", wl_lua_unref_thunk, c);
+        vm->conn = NULL;
     }
     wl_lua_decoder_free(c);
     lc->L = NULL;

@@ -4,11 +4,14 @@ listener with a well-behaved script that counts the messages delivered, so
 every expected count comes from the same traffic. Queries through Envoy give
 the same rows as directly; each message's callback is stopped and counted
 (`budget_exceeded`, `memory_exceeded`, `script_errors`); the VM stays up; and
-Envoy's CPU goes back to idle once the clients are gone.
+Envoy's CPU goes back to idle once the clients are gone. Each runaway script
+logs one line per connection (its first error), not one per message.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,11 +78,25 @@ def _envoy_cpu_seconds(lab: Any) -> float:
     return t.user + t.system
 
 
-def test_runaway_scripts_are_stopped_per_message_and_traffic_flows(lab: Any) -> None:
-    import time
+def _logged_lines(lab: Any, before: int, want: int) -> list[str]:
+    """The filter error lines after the first `before`, once `want` of them are in
+    Envoy's log (written on a flush timer) or five seconds have passed."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        lines = lab.filter_errors(settle_s=0)[before:]
+        if len(lines) >= want or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
 
+
+LINE = re.compile(r"^lua (?P<kind>error|budget|memory limit) in envoy_on_pg_message "
+                  r"on connection (?P<conn>\d+): ")
+
+
+def test_runaway_scripts_are_stopped_per_message_and_traffic_flows(lab: Any) -> None:
     direct = _workload(lab, direct=True)
     lab.mark()
+    before = len(lab.filter_errors(settle_s=0))
     via = _workload(lab, direct=False)
     lab.stats.wait_for("tcp.postgres.downstream_cx_total",
                        lab.baseline.value("tcp.postgres.downstream_cx_total") + CONNECTIONS)
@@ -98,6 +115,15 @@ def test_runaway_scripts_are_stopped_per_message_and_traffic_flows(lab: Any) -> 
     for name in ("loop", "bomb", "boom", "count"):
         assert delta.get(f"lua.{name}.decoder_errors", 0) == 0
     assert delta.get("lua.boom.budget_exceeded", 0) == delta.get("lua.loop.memory_exceeded", 0) == 0
+    # Logged: each runaway script's first error on each connection, nothing more.
+    lines = _logged_lines(lab, before, 3 * CONNECTIONS)
+    per_kind: dict[str, list[str]] = {"error": [], "budget": [], "memory limit": []}
+    for line in lines:
+        m = LINE.match(line)
+        assert m, line
+        per_kind[m["kind"]].append(m["conn"])
+    for kind, conns in per_kind.items():
+        assert len(conns) == CONNECTIONS and len(set(conns)) == CONNECTIONS, (kind, lines)
     # Nothing keeps running once the clients are gone: Envoy spends less than
     # a tenth of a CPU over two idle seconds.
     before = _envoy_cpu_seconds(lab)

@@ -1,12 +1,14 @@
-/* libFuzzer target: the MySQL decoder (filters/protocols/mysql.c) over a
- * two-direction conversation (split.h gives the input format), so the
- * connection state machine is driven through greeting, login, commands and
- * replies in whatever order the input interleaves them.
+/* libFuzzer target: the MySQL decoder (filters/protocols/mysql.c) and the
+ * statement tracker behind it (mysql_tracker.c, fed every decoder event as
+ * the filters do) over a two-direction conversation (split.h gives the input
+ * format), so the connection state machine is driven through greeting,
+ * login, commands and replies in whatever order the input interleaves them.
  *
- * Checks, beyond "no memory error, no undefined behaviour":
- *  - the events do not depend on how the bytes are cut into reads, nor on
- *    fetch windows shorter than asked for (five replays, transcripts compared
- *    byte for byte);
+ * Checks, beyond "no memory error, no undefined behaviour, no leak":
+ *  - the decoder's events and the tracker's statements and transactions do
+ *    not depend on how the bytes are cut into reads, nor on fetch windows
+ *    shorter than asked for (five replays, transcripts compared byte for
+ *    byte; stmt_transcript.h);
  *  - a DECODER_ERROR event is the last event and leaves the decoder inactive;
  *  - text fields never claim more bytes than the packet head holds. */
 #include <stdint.h>
@@ -15,13 +17,24 @@
 #include <string.h>
 
 #include "mysql.h"
+#include "mysql_tracker.h"
 #include "split.h"
+#include "stmt_transcript.h"
 
 typedef struct {
     wl_transcript t;
     int errors;
     int after_error;
+    wl_mysql_decoder *dec;
+    wl_mysql_tracker *trk;
+    uint64_t clock; /* ticks once per read */
 } my_run;
+
+static void on_statement(void *user, const wl_stmt_event *e) {
+    wl_t_statement(&((my_run *)user)->t, e, WL_MYSQL_TRACKER_SQL);
+}
+
+static void on_transaction(void *user, const wl_txn_event *e) { wl_t_transaction(&((my_run *)user)->t, e); }
 
 static void check(int ok, const char *what) {
     if (!ok) {
@@ -71,24 +84,34 @@ static void on_event(void *ud, const wl_mysql_event *e) {
         wl_t_str(t, verb, strlen(verb));
         if (e->text) wl_t_u64(t, (uint64_t)wl_mysql_classify(e->text, e->text_len));
     }
+    /* Every event, after it is in the transcript: the tracker's own events follow it. */
+    wl_mysql_tracker_event(r->trk, e, r->clock);
 }
 
-static void feed(void *dec, wl_dir dir, size_t len, wl_fetch_fn fetch, void *ctx) {
-    wl_mysql_feed(dec, dir, len, fetch, ctx);
+static void feed(void *ud, wl_dir dir, size_t len, wl_fetch_fn fetch, void *ctx) {
+    my_run *r = ud;
+    wl_mysql_set_clock(r->dec, ++r->clock);
+    wl_mysql_feed(r->dec, dir, len, fetch, ctx);
 }
 
 static void run(const wl_chunk *c, size_t count, int split, size_t max_fetch, uint64_t seed,
                 my_run *r) {
-    /* The decoder is a large struct (pending commands, statements, heads):
-     * on the heap, so ASan sees its bounds. */
-    wl_mysql_decoder *d = malloc(sizeof *d);
+    /* The decoder and the tracker are large structs (pending commands,
+     * statements, heads, cursors): on the heap, so ASan sees their bounds. */
+    static const wl_stmt_callbacks scb = {on_statement, on_transaction};
     memset(r, 0, sizeof *r);
-    wl_mysql_init(d, on_event, r);
-    wl_replay(c, count, split, seed, max_fetch, feed, d);
+    r->dec = malloc(sizeof *r->dec);
+    r->trk = malloc(sizeof *r->trk);
+    wl_mysql_init(r->dec, on_event, r);
+    wl_mysql_tracker_init(r->trk, &scb, r);
+    wl_replay(c, count, split, seed, max_fetch, feed, r);
     check(r->after_error == 0, "events after a DECODER_ERROR event");
-    check(!r->errors || !wl_mysql_active(d), "still active after a DECODER_ERROR event");
-    wl_t_u64(&r->t, (uint64_t)wl_mysql_active(d));
-    free(d);
+    check(!r->errors || !wl_mysql_active(r->dec), "still active after a DECODER_ERROR event");
+    wl_t_u64(&r->t, (uint64_t)wl_mysql_active(r->dec));
+    wl_mysql_tracker_end(r->trk, ++r->clock); /* the connection ends: open cursors */
+    wl_mysql_release(r->dec); /* the decoder's growable storage (deep pipelines) */
+    free(r->trk);
+    free(r->dec);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

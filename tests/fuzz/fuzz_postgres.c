@@ -1,9 +1,12 @@
 /* libFuzzer target: the PostgreSQL decoder (filters/protocols/postgres.c)
- * over a two-direction conversation (split.h gives the input format).
+ * and the statement tracker behind it (postgres_tracker.c, fed every decoder
+ * event as the filters do) over a two-direction conversation (split.h gives
+ * the input format).
  *
  * Checks, beyond "no memory error, no undefined behaviour":
- *  - the events do not depend on how the bytes are cut into reads (four
- *    splittings, transcripts compared byte for byte);
+ *  - the decoder's events and the tracker's statements and transactions do
+ *    not depend on how the bytes are cut into reads (four splittings,
+ *    transcripts compared byte for byte; stmt_transcript.h);
  *  - an ERROR event is the last event: after malformed traffic the decoder
  *    stops instead of guessing, and reports itself inactive. */
 #include <stdint.h>
@@ -12,13 +15,24 @@
 #include <string.h>
 
 #include "postgres.h"
+#include "postgres_tracker.h"
 #include "split.h"
+#include "stmt_transcript.h"
 
 typedef struct {
     wl_transcript t;
     int errors;
     int after_error; /* events after an ERROR */
+    wl_pg_decoder dec;
+    wl_pg_tracker *trk; /* on the heap, so ASan sees its bounds */
+    uint64_t clock;     /* ticks once per read */
 } pg_run;
+
+static void on_statement(void *user, const wl_stmt_event *e) {
+    wl_t_statement(&((pg_run *)user)->t, e, WL_PGT_SQL);
+}
+
+static void on_transaction(void *user, const wl_txn_event *e) { wl_t_transaction(&((pg_run *)user)->t, e); }
 
 static void put_str(wl_transcript *t, wl_pg_str s) { wl_t_str(t, s.ptr, s.len); }
 
@@ -133,27 +147,35 @@ static void on_event(void *user, const wl_pg_event *e) {
         if (n) wl_t_str(t, kw, n);
         wl_t_u64(t, (uint64_t)wl_pg_cmd_from_sql(e->u.query.sql.ptr, e->u.query.sql.len));
     }
+    /* Every event, after it is in the transcript: the tracker's own events follow it. */
+    wl_pgt_event(r->trk, e, r->clock);
 }
 
-static void feed(void *dec, wl_dir dir, size_t len, wl_fetch_fn fetch, void *ctx) {
-    wl_pg_feed(dec, dir, len, fetch, ctx);
+static void feed(void *ud, wl_dir dir, size_t len, wl_fetch_fn fetch, void *ctx) {
+    pg_run *r = ud;
+    r->clock++;
+    wl_pg_feed(&r->dec, dir, len, fetch, ctx);
 }
 
 static void run(const wl_chunk *c, size_t count, int split, uint64_t seed, pg_run *r) {
     static const wl_pg_callbacks cb = {on_event};
-    wl_pg_decoder d;
+    static const wl_stmt_callbacks scb = {on_statement, on_transaction};
     memset(r, 0, sizeof *r);
-    wl_pg_init(&d, &cb, r);
-    wl_replay(c, count, split, seed, 0, feed, &d);
+    r->trk = malloc(sizeof *r->trk);
+    wl_pg_init(&r->dec, &cb, r);
+    wl_pgt_init(r->trk, &scb, r);
+    wl_replay(c, count, split, seed, 0, feed, r);
     if (r->after_error) {
         fprintf(stderr, "postgres: %d events after an ERROR event\n", r->after_error);
         abort();
     }
-    if (r->errors && wl_pg_active(&d)) {
+    if (r->errors && wl_pg_active(&r->dec)) {
         fprintf(stderr, "postgres: still active after an ERROR event\n");
         abort();
     }
-    wl_t_u64(&r->t, (uint64_t)wl_pg_active(&d));
+    wl_t_u64(&r->t, (uint64_t)wl_pg_active(&r->dec));
+    wl_pgt_close(r->trk, ++r->clock); /* the connection ends: open transaction and portals */
+    free(r->trk);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -53,8 +53,8 @@ class Target:
 
 
 def protocol_sources(proto: str) -> list[Path]:
-    """The decoder and whatever sits beside it (the statement tracker once it
-    exists): every filters/protocols/<proto>*.c."""
+    """The decoder and whatever sits beside it (the statement tracker the
+    harness feeds): every filters/protocols/<proto>*.c."""
     return sorted(PROTOCOLS.glob(f"{proto}*.c"))
 
 

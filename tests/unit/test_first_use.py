@@ -4,6 +4,7 @@ command line, with the exact message or numbers expected."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -93,16 +94,18 @@ def test_a_lua_callback_error_is_in_the_failure_report(tmp_path: Path):
     ran = wirelab("test", str(root), "--", "-k", "interleaved")
     assert ran.returncode == 1
     assert "wirelab filter errors (emulator)" in ran.stdout
-    assert ("error: lua error in envoy_on_downstream_data: filter.lua:5: attempt to index "
-            "a nil value (local 'broken')") in ran.stdout, ran.stdout
+    assert re.search(r"error: lua error in envoy_on_downstream_data on connection \d+: "
+                     r"filter\.lua:5: attempt to index a nil value \(local 'broken'\)",
+                     ran.stdout), ran.stdout
 
 
 def test_replay_prints_lua_errors(tmp_path: Path):
     root = _lua_project(tmp_path, CALLBACK_ERROR)
     ran = wirelab("replay", str(root), str(RECORDED["tcp"]))
     assert ran.returncode == 0, ran.stderr
-    assert ("filter error: lua error in envoy_on_downstream_data: filter.lua:5: attempt to "
-            "index a nil value (local 'broken') (error #1)") in ran.stderr, ran.stderr
+    # the recording's one connection is the emulator's first stream context (id 2)
+    assert ("filter error: lua error in envoy_on_downstream_data on connection 2: filter.lua:5: "
+            "attempt to index a nil value (local 'broken') (error #1)") in ran.stderr, ran.stderr
 
 
 # --- build: JSON on failure, missing directories, valid choices ---------------------

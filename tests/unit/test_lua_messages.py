@@ -130,7 +130,8 @@ def test_message_is_valid_only_during_its_callback(runtime: Path) -> None:
     ]
     assert emu.metrics.counter("lua.t.script_errors") == 1
     assert emu.logs.at("error") == [
-        "lua error in envoy_on_pg_message: filter.lua:9: message objects are read-only "
+        f"lua error in envoy_on_pg_message on connection {c.context_id}: "
+        "filter.lua:9: message objects are read-only "
         "(keep your data in conn.state) (error #1)"]
 
 

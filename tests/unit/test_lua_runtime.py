@@ -16,6 +16,8 @@ from wirelab.emulator import Emulator, EmulatorError
 from wirelab.errors import BuildError, WirelabError
 from wirelab.paths import examples_dir
 from wirelab.project import Project
+from wirelab.testing.postgres import startup
+from wirelab.testing.postgres import typed as pg_msg
 
 
 def load(runtime: Path, script: str, **config: Any) -> Emulator:
@@ -139,9 +141,10 @@ def test_lua_error_is_counted_logged_and_traffic_flows(runtime: Path) -> None:
     assert emu.metrics.counter("lua.t.seen") == 3
     assert emu.metrics.counter("lua.t.script_errors") == 2
     assert emu.metrics.counter("lua.t.budget_exceeded") == 0
+    # the connection's first error is logged; the second is only counted
     assert errors(emu) == [
-        "lua error in envoy_on_downstream_data: filter.lua:5: bad frame (error #1)",
-        "lua error in envoy_on_downstream_data: filter.lua:5: bad frame (error #2)",
+        f"lua error in envoy_on_downstream_data on connection {c.context_id}: "
+        "filter.lua:5: bad frame (error #1)",
     ]
     assert c.forwarded["client"] == 13 and not c.closed and not c.modified
     emu.assert_no_traps()
@@ -169,7 +172,7 @@ def test_instruction_budget_aborts_the_callback_only(runtime: Path) -> None:
     assert m.counter("lua.t.budget_exceeded") == 2
     assert m.counter("lua.t.script_errors") == 2
     assert errors(emu)[0] == (
-        "lua budget in envoy_on_downstream_data: "
+        f"lua budget in envoy_on_downstream_data on connection {c.context_id}: "
         "filter.lua:5: instruction budget exceeded (20000 instructions) (error #1)"
     )
     assert c.forwarded["client"] == 6 and not c.closed
@@ -195,7 +198,7 @@ def test_memory_cap_aborts_the_callback_and_vm_recovers(runtime: Path) -> None:
     assert m.counter("lua.t.script_errors") == 1
     assert m.counter("lua.t.ok") == 1
     assert errors(emu) == [
-        "lua memory limit in envoy_on_downstream_data: "
+        f"lua memory limit in envoy_on_downstream_data on connection {c.context_id}: "
         "not enough memory (the VM's memory_limit_kb was reached) (error #1)"
     ]
     emu.assert_no_traps()
@@ -212,8 +215,63 @@ def test_error_in_new_connection_leaves_the_connection_scripted(runtime: Path) -
     assert emu.metrics.counter("lua.t.script_errors") == 1
     assert emu.metrics.counter("lua.t.data") == 1
     assert errors(emu) == [
-        "lua error in envoy_on_new_connection: (error object is not a string) (error #1)"
+        f"lua error in envoy_on_new_connection on connection {c.context_id}: "
+        "(error object is not a string) (error #1)"
     ]
+
+
+ERROR_ON_EVERY_MESSAGE = """\
+    local seen = wirelab.counter("seen")
+    function envoy_on_pg_message(conn, msg)
+      seen:inc()
+      error("cannot handle " .. (msg.name or msg.kind))
+    end
+    """
+
+
+def test_an_error_on_every_message_is_logged_once_per_connection(runtime: Path) -> None:
+    emu = load(runtime, ERROR_ON_EVERY_MESSAGE, protocol="postgres")
+    query = pg_msg(b"Q", b"SELECT 1;\0")
+    reply = pg_msg(b"C", b"SELECT 1\0") + pg_msg(b"Z", b"I")
+    conns = [emu.connect() for _ in range(3)]
+    for c in conns:  # startup: 1 message each
+        c.downstream(startup("u", "d"))
+    for _ in range(4):  # interleaved: each round is 1 + 2 messages per connection
+        for c in conns:
+            c.downstream(query)
+            c.upstream(reply)
+    m = emu.metrics
+    assert m.counter("lua.t.seen") == 3 * (1 + 4 * 3)
+    assert m.counter("lua.t.script_errors") == 3 * (1 + 4 * 3)
+    assert errors(emu) == [
+        f"lua error in envoy_on_pg_message on connection {c.context_id}: "
+        f"filter.lua:4: cannot handle startup (error #{n})"
+        for n, c in zip((1, 2, 3), conns, strict=True)
+    ]
+    for c in conns:
+        assert c.forwarded["client"] == len(startup("u", "d")) + 4 * len(query)
+        assert c.forwarded["server"] == 4 * len(reply) and not c.modified
+    emu.assert_no_traps()
+
+
+def test_a_connection_flood_is_capped_at_100_lines_then_one_per_1000_errors(runtime: Path) -> None:
+    emu = load(runtime, ERROR_ON_EVERY_MESSAGE, protocol="postgres")
+    query = pg_msg(b"Q", b"SELECT 1;\0")
+    flood = [emu.connect() for _ in range(101)]
+    for c in flood:  # one error each (the startup message): error #1..#101
+        c.downstream(startup("u", "d"))
+    assert len(errors(emu)) == 100  # the 101st connection's first error is only counted
+    last = emu.connect()
+    # errors #102..#1099: fewer than 1000 since the last line
+    last.downstream(startup("u", "d") + query * 997)
+    assert len(errors(emu)) == 100
+    flood[100].downstream(query)  # error #1100: 1000 errors after line 100 (#100)
+    assert errors(emu)[100:] == [
+        f"lua error in envoy_on_pg_message on connection {flood[100].context_id}: "
+        "filter.lua:4: cannot handle Query (error #1100)"
+    ]
+    assert emu.metrics.counter("lua.t.script_errors") == 1100
+    emu.assert_no_traps()
 
 
 # ---- sandbox ------------------------------------------------------------------------
