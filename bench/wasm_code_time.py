@@ -57,9 +57,14 @@ def build(filters: Path, out: Path) -> Path:
     """The filter + decoder + SDK (without wl_host.c) + the harness, as one module,
     compiled like `wirelab build` does but keeping function names (no -s)."""
     project = Project.load(filters / "postgres")
-    sdk = [p for p in sorted((filters / "sdk").glob("*.c")) if p.name != "wl_host.c"]
-    sources = [*sdk, filters / "protocols" / "postgres.c", *project.source_paths, HARNESS]
-    includes = [f"-I{d}" for d in (filters / "sdk", filters / "protocols", project.root)]
+    # The harness answers what wl_host.c and wl_properties.c would ask Envoy. Older
+    # revisions keep the proxy-wasm glue in sdk/, newer ones in sdk/wasm/.
+    stubbed = {"wl_host.c", "wl_properties.c"}
+    sdk_dirs = (filters / "sdk", filters / "sdk" / "wasm")
+    sdk = [p for d in sdk_dirs for p in sorted(d.glob("*.c")) if p.name not in stubbed]
+    decoder = sorted((filters / "protocols").glob("postgres*.c"))  # + the tracker, when present
+    sources = [*sdk, *decoder, *project.source_paths, HARNESS]
+    includes = [f"-I{d}" for d in (*sdk_dirs, filters / "protocols", project.root)]
     flags = [f for f in TARGET_FLAGS if f != "-s"]
     compile_wasm([*compiler_command(), *flags, *includes, "-o", str(out), *map(str, sources)],
                  out, project.root, sources)

@@ -114,19 +114,6 @@ int wl_property_int(const char *path, int64_t *out) {
     return 0;
 }
 
-static int64_t wl__int_or_minus1(const char *path) {
-    int64_t v;
-    return wl_property_int(path, &v) == 0 ? v : -1;
-}
-
-int wl_source_address(char *out, size_t cap) { return wl_property_string("source.address", out, cap); }
-int wl_destination_address(char *out, size_t cap) {
-    return wl_property_string("destination.address", out, cap);
-}
-int64_t wl_source_port(void) { return wl__int_or_minus1("source.port"); }
-int64_t wl_destination_port(void) { return wl__int_or_minus1("destination.port"); }
-int64_t wl_connection_id(void) { return wl__int_or_minus1("connection.id"); }
-
 int wl_connection_tls(void) {
     if (!wl__dm_filter) return -1;
     return envoy_dynamic_module_callback_network_filter_is_ssl(wl__dm_filter) ? 1 : 0;

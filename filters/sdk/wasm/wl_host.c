@@ -78,19 +78,6 @@ int wl_property_int(const char *path, int64_t *out) {
     return 0;
 }
 
-static int64_t wl__int_or_minus1(const char *path) {
-    int64_t v;
-    return wl_property_int(path, &v) == 0 ? v : -1;
-}
-
-int wl_source_address(char *out, size_t cap) { return wl_property_string("source.address", out, cap); }
-int wl_destination_address(char *out, size_t cap) {
-    return wl_property_string("destination.address", out, cap);
-}
-int64_t wl_source_port(void) { return wl__int_or_minus1("source.port"); }
-int64_t wl_destination_port(void) { return wl__int_or_minus1("destination.port"); }
-int64_t wl_connection_id(void) { return wl__int_or_minus1("connection.id"); }
-
 int wl_connection_tls(void) {
     char v[32];
     return wl_property_string("connection.tls_version", v, sizeof v) > 0 ? 1 : 0;
