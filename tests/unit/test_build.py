@@ -302,7 +302,7 @@ def test_each_target_links_its_own_sdk_backend_and_the_shared_sdk_files():
 
     wasm = {p.relative_to(sdk_dir()).as_posix() for p in library_sources("tcp", "wasm")}
     native = {p.relative_to(sdk_dir()).as_posix() for p in library_sources("tcp", "native")}
-    shared = {"wl_json.c", "wl_metrics.c", "wl_properties.c"}
+    shared = {"wl_hooks.c", "wl_json.c", "wl_metrics.c", "wl_properties.c"}
     assert wasm == shared | {"wasm/wl_runtime.c", "wasm/wl_host.c", "wasm/wl_wasm_metrics.c"}
     assert native == shared | {"native/wl_native_runtime.c", "native/wl_native_host.c",
                                "native/wl_native_metrics.c"}

@@ -14,7 +14,6 @@
 
 #include "wl_native.h"
 
-#define WL_WEAK __attribute__((weak))
 
 _Thread_local wl_dm_config *wl__dm_cfg;
 _Thread_local void *wl__dm_filter;
@@ -23,20 +22,6 @@ _Thread_local wl_plugin *wl__dm_plugin;
 void wl__batch_enter(wl_plugin *p);
 int wl__batch_held(void);
 void wl__batch_free(wl_plugin *p);
-
-/* ---- weak defaults for the hooks ------------------------------------------ */
-
-WL_WEAK int wl_on_vm_start(void) { return 1; }
-WL_WEAK int wl_on_configure(wl_plugin *plugin) { (void)plugin; return 1; }
-WL_WEAK void wl_on_new_connection(wl_conn *conn) { (void)conn; }
-WL_WEAK void wl_on_data(wl_conn *conn, wl_read *read) { (void)conn; (void)read; }
-WL_WEAK void wl_on_close(wl_conn *conn, wl_dir side, wl_peer peer) {
-    (void)conn; (void)side; (void)peer;
-}
-WL_WEAK void wl_on_connection_end(wl_conn *conn) { (void)conn; }
-WL_WEAK void wl_on_tick(wl_plugin *plugin) { (void)plugin; }
-WL_WEAK size_t wl_plugin_state_size(void) { return 0; }
-WL_WEAK size_t wl_conn_state_size(void) { return 0; }
 
 /* ---- program and config ------------------------------------------------------ */
 

@@ -6,7 +6,6 @@
 #include "wirelab_filter.h"
 
 #define WL_EXPORT(name) __attribute__((export_name(#name)))
-#define WL_WEAK __attribute__((weak))
 
 /* Batch flushing lives in wl_metrics.c; every callback ends with it. */
 void wl_batch_flush(void);
@@ -174,20 +173,6 @@ static wl_plugin *wl__plugin(uint32_t id) {
     wl_slot *s = wl__find(id);
     return s && s->kind == WL_SLOT_PLUGIN ? (wl_plugin *)s->ptr : NULL;
 }
-
-/* ---- weak defaults for the hooks ------------------------------------------ */
-
-WL_WEAK int wl_on_vm_start(void) { return 1; }
-WL_WEAK int wl_on_configure(wl_plugin *plugin) { (void)plugin; return 1; }
-WL_WEAK void wl_on_new_connection(wl_conn *conn) { (void)conn; }
-WL_WEAK void wl_on_data(wl_conn *conn, wl_read *read) { (void)conn; (void)read; }
-WL_WEAK void wl_on_close(wl_conn *conn, wl_dir side, wl_peer peer) {
-    (void)conn; (void)side; (void)peer;
-}
-WL_WEAK void wl_on_connection_end(wl_conn *conn) { (void)conn; }
-WL_WEAK void wl_on_tick(wl_plugin *plugin) { (void)plugin; }
-WL_WEAK size_t wl_plugin_state_size(void) { return 0; }
-WL_WEAK size_t wl_conn_state_size(void) { return 0; }
 
 /* ---- lifecycle exports ------------------------------------------------------ */
 
