@@ -10,14 +10,27 @@ sample), and on this shared machine it swings by a few microseconds from run
 to run. This measures the first part alone: `bench/native_code_time.c`
 stands in for Envoy (it exports the callbacks a wirelab module uses, answering
 from static data), dlopens a module built exactly as `wirelab build --target
-native` builds it, and feeds one connection the two reads of a pgbench -S
-transaction N times.
+native` builds it, and feeds one connection the two reads of a transaction N times.
 
-Modules: filters/postgres, and examples/lua/pg-statements on the native Lua
+Modules: filters/postgres, examples/lua/pg-statements on the native Lua
 runtime (with the loop bench/native_vs_wasm.py appends, which makes its
-metrics while the script loads). Prints, per module and query mode,
+metrics while the script loads), and filters/mysql fed sysbench
+oltp_point_select's prepared-statement execution. Prints, per module and query mode,
 nanoseconds per transaction (best of --repeat runs) and the callbacks into
 Envoy per transaction. Nothing here is a test.
+
+Two figures per row. "warm": one connection, transactions back to back, so
+the module's code and data stay in the CPU caches. "cold": --conns
+connections take turns and the driver writes --evict-kib of other memory
+before each transaction, as the kernel, Envoy and the database do between two
+reads of a connection in a real proxy; only the module's calls are timed. In
+Envoy (perf samples in the module's own code under pgbench) the module costs
+about four times its warm figure: the cold one is what tracks it.
+
+    .venv/bin/python bench/native_code_time.py --so old=/tmp/libpostgres-old.so
+
+adds a row per filters/postgres build given (same configuration), for
+comparing a change side by side.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from wirelab.build.zig import compile_wasm, compiler_command  # noqa: E402
 from wirelab.harness.filters import plugin_config_for  # noqa: E402
 from wirelab.paths import filters_dir, sdk_dir  # noqa: E402
 from wirelab.project import Project  # noqa: E402
+from wirelab.testing import mysql as my  # noqa: E402
 from wirelab.testing import postgres as pg  # noqa: E402
 
 HARNESS = Path(__file__).with_suffix(".c")
@@ -61,6 +75,21 @@ def write_reads(mode: str, into: Path) -> Path:
     return into
 
 
+def write_mysql_reads(into: Path) -> Path:
+    """sysbench oltp_point_select's transaction: one COM_STMT_EXECUTE and its row."""
+    into.mkdir(parents=True, exist_ok=True)
+    sql = "SELECT c FROM sbtest1 WHERE id=?"
+    for name, data in (("greeting", my.greeting()),
+                       ("open_client", my.handshake_response("sbtest", "sbtest")),
+                       ("open_server", my.ok(seq=2)),
+                       ("open2_client", my.com_stmt_prepare(sql)),
+                       ("open2_server", my.prepare_ok(1, ["c"], params=1)),
+                       ("client", my.com_stmt_execute(1)),
+                       ("server", my.binary_resultset(["c"], [[4993]]))):
+        (into / name).write_bytes(data)
+    return into
+
+
 def module(project_dir: Path, config_file: Path) -> Path:
     project = Project.load(project_dir)
     so = build_project(project, target="native").wasm
@@ -74,24 +103,45 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--txns", type=int, default=200000, help="transactions per run")
     ap.add_argument("--repeat", type=int, default=7, help="runs per measurement (best is kept)")
+    ap.add_argument("--conns", type=int, default=4, help="connections taking turns (cold)")
+    ap.add_argument("--evict-kib", type=int, default=4096,
+                    help="memory written before each cold transaction")
+    ap.add_argument("--so", action="append", default=[], metavar="NAME=PATH",
+                    help="another filters/postgres build to time beside it (repeatable)")
     args = ap.parse_args(argv)
+    cold_txns = max(1, args.txns // 20)  # each cold transaction also pays the eviction
     with tempfile.TemporaryDirectory(prefix="native-code-time-") as tmp:
         t = Path(tmp)
         harness = build_harness(t / "native_code_time")
+        pg_reads = [(mode, write_reads(mode, t / f"reads-{mode}")) for mode in MODES]
+        my_reads = [("prepared", write_mysql_reads(t / "reads-mysql"))]
         mods = [("filters/postgres", module(filters_dir() / "postgres", t / "pg.json"),
-                 t / "pg.json"),
-                ("lua pg-statements", module(_lua_project(t), t / "lua.json"), t / "lua.json")]
-        print(f"pgbench -S transactions fed to native modules by a stand-in Envoy "
-              f"(best of {args.repeat} x {args.txns})")
-        print(f"{'module':18s} {'mode':9s} {'ns/txn':>8s} {'calls out/txn':>14s}")
-        for name, so, config in mods:
-            for mode in MODES:
-                reads = write_reads(mode, t / f"reads-{mode}")
-                out = subprocess.run([str(harness), str(so), str(config), str(reads),
-                                      str(args.txns), str(args.repeat)],
-                                     capture_output=True, text=True, timeout=600, check=True)
-                ns, calls = out.stdout.split()
-                print(f"{name:18s} {mode:9s} {float(ns):8.0f} {int(calls):14d}")
+                 t / "pg.json", pg_reads),
+                ("lua pg-statements", module(_lua_project(t), t / "lua.json"), t / "lua.json",
+                 pg_reads),
+                ("filters/mysql", module(filters_dir() / "mysql", t / "my.json"), t / "my.json",
+                 my_reads)]
+        for extra in args.so:
+            name, _, path = extra.partition("=")
+            mods.insert(1, (name, Path(path), t / "pg.json", pg_reads))
+        print(f"pgbench -S transactions fed to native modules by a stand-in Envoy (best of "
+              f"{args.repeat}: warm {args.txns} on 1 connection; cold {cold_txns} on "
+              f"{args.conns}, {args.evict_kib} KiB written before each)")
+        print(f"{'module':18s} {'mode':9s} {'warm ns/txn':>11s} {'cold ns/txn':>11s} "
+              f"{'calls out/txn':>14s}")
+
+        def run(so: Path, config: Path, reads: Path, *extra: int) -> list[str]:
+            return subprocess.run([str(harness), str(so), str(config), str(reads),
+                                   *map(str, extra)], capture_output=True, text=True,
+                                  timeout=900, check=True).stdout.split()
+
+        for name, so, config, reads_by_mode in mods:
+            for mode, reads in reads_by_mode:
+                warm, calls = run(so, config, reads, args.txns, args.repeat)
+                cold, _ = run(so, config, reads, cold_txns, args.repeat, args.conns,
+                              args.evict_kib)
+                print(f"{name:18s} {mode:9s} {float(warm):11.0f} {float(cold):11.0f} "
+                      f"{int(calls):14d}")
     return 0
 
 

@@ -73,6 +73,8 @@ typedef struct wl_lua_vm {
     uint8_t pg_want[2][256]; /* [wl_dir][type byte]: call envoy_on_pg_message */
     int ref_metrics;     /* full name -> metric object */
     int ref_tagsets;     /* base name -> distinct tag sets defined */
+    int ref_conn_mt, ref_metric_mt; /* the classes' metatables, checked by reference */
+    int ref_stmt_keys;   /* the field names of statement and transaction tables (wl_lua_stmt.c) */
 } wl_lua_vm;
 
 /* Per-connection runtime state (the SDK allocates it zeroed). */
@@ -90,7 +92,7 @@ typedef struct wl_lua_conn {
 #if defined(WL_TARGET_WASM)
 #define WL_LUA_THREAD
 #else
-#define WL_LUA_THREAD _Thread_local
+#define WL_LUA_THREAD _Thread_local __attribute__((tls_model("initial-exec")))
 #endif
 
 /* The context whose host callback is running (0: none or the plugin's). */
@@ -129,6 +131,8 @@ void wl_lua_proto_open(lua_State *L); /* message objects and helpers */
 
 /* Statement and transaction events (statement.h) for any protocol's tracker
  * (wl_lua_stmt.c). The tables: */
+/* Interns the field names of statement and transaction tables (once per VM). */
+void wl_lua_open_stmt(lua_State *L);
 void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev);
 void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev);
 /* Inside a running wl_lua_protected() dispatch, with the connection object at

@@ -53,6 +53,21 @@ LOG_FNS(Critical, WL_LOG_CRITICAL)
  * A full userdata holding the wl_conn* (NULL once the connection ended) with
  * the per-connection state table as its user value. */
 
+/* luaL_checkudata finds the metatable by its name, a C string that Lua
+ * checks against its string cache with strcmp, on every metric update and
+ * connection method. Comparing with the metatable held by reference costs no
+ * string work; a mismatch falls back to luaL_checkudata for its message. */
+static void *wl_lua_check_class(lua_State *L, int ref, const char *mt) {
+    void *p = lua_touserdata(L, 1);
+    if (p && lua_getmetatable(L, 1)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        int same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (same) return p;
+    }
+    return luaL_checkudata(L, 1, mt);
+}
+
 void wl_lua_push_conn(lua_State *L, wl_conn *c) {
     wl_lua_conn *lc = c->state;
     if (lc->ref != LUA_NOREF && lc->ref != 0) {
@@ -72,7 +87,7 @@ static int wl_lua_nil(lua_State *L) {
 }
 
 static wl_conn *wl_lua_check_conn(lua_State *L) {
-    wl_conn **slot = luaL_checkudata(L, 1, CONN_MT);
+    wl_conn **slot = wl_lua_check_class(L, wl_lua_vm_of(L)->ref_conn_mt, CONN_MT);
     return *slot;
 }
 
@@ -366,7 +381,7 @@ static int wl_lua_gauge(lua_State *L) { return wl_lua_define(L, WL_GAUGE); }
 static int wl_lua_histogram(lua_State *L) { return wl_lua_define(L, WL_HISTOGRAM); }
 
 static wl_lua_metric *wl_lua_check_metric(lua_State *L, int type_mask, const char *op) {
-    wl_lua_metric *m = luaL_checkudata(L, 1, METRIC_MT);
+    wl_lua_metric *m = wl_lua_check_class(L, wl_lua_vm_of(L)->ref_metric_mt, METRIC_MT);
     if (!(type_mask & (1 << m->type)))
         luaL_error(L, "%s() is not available on a %s", op, wl_lua_type_names[m->type]);
     return m;
@@ -443,8 +458,9 @@ static int wl_lua_wall_us(lua_State *L) {
 
 static int wl_lua_print(lua_State *L) { return wl_lua_log_at(L, WL_LOG_INFO, 1); }
 
-static void wl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
-                             const luaL_Reg *meta) {
+/* Returns a registry reference to the class's metatable. */
+static int wl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
+                            const luaL_Reg *meta) {
     luaL_newmetatable(L, mt);
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);
@@ -458,7 +474,7 @@ static void wl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *metho
     lua_setfield(L, -2, "methods");
     lua_pushliteral(L, "locked");
     lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void wl_lua_open_api(lua_State *L) {
@@ -484,7 +500,7 @@ void wl_lua_open_api(lua_State *L) {
         {"__tostring", wl_lua_conn_tostring},
         {NULL, NULL},
     };
-    wl_lua_new_class(L, CONN_MT, conn_methods, conn_meta);
+    vm->ref_conn_mt = wl_lua_new_class(L, CONN_MT, conn_methods, conn_meta);
 
     static const luaL_Reg buffer_methods[] = {
         {"length", wl_lua_buffer_length},
@@ -497,7 +513,7 @@ void wl_lua_open_api(lua_State *L) {
         {"__tostring", wl_lua_buffer_tostring},
         {NULL, NULL},
     };
-    wl_lua_new_class(L, BUFFER_MT, buffer_methods, buffer_meta);
+    luaL_unref(L, LUA_REGISTRYINDEX, wl_lua_new_class(L, BUFFER_MT, buffer_methods, buffer_meta));
     for (int i = 0; i < 2; i++) {
         wl_read **slot = lua_newuserdatauv(L, sizeof(wl_read *), 0);
         *slot = NULL;
@@ -512,9 +528,10 @@ void wl_lua_open_api(lua_State *L) {
         {NULL, NULL},
     };
     static const luaL_Reg metric_meta[] = {{NULL, NULL}};
-    wl_lua_new_class(L, METRIC_MT, metric_methods, metric_meta);
+    vm->ref_metric_mt = wl_lua_new_class(L, METRIC_MT, metric_methods, metric_meta);
     lua_newtable(L);
     vm->ref_metrics = luaL_ref(L, LUA_REGISTRYINDEX);
+    wl_lua_open_stmt(L);
     lua_newtable(L);
     vm->ref_tagsets = luaL_ref(L, LUA_REGISTRYINDEX);
 

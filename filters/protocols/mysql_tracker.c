@@ -71,6 +71,7 @@ static void report(wl_mysql_tracker *t, const stmt_args *a) {
 }
 
 static wl_mysql_cursor *cursor_find(wl_mysql_tracker *t, uint32_t id) {
+    if (!t->open_cursors) return NULL; /* the usual case: no walk over the table */
     for (int i = 0; i < WL_MYSQL_TRACKER_CURSORS; i++)
         if (t->cursors[i].used && t->cursors[i].stmt_id == id) return &t->cursors[i];
     return NULL;
@@ -81,10 +82,12 @@ static void cursor_close(wl_mysql_tracker *t, wl_mysql_cursor *c, uint64_t now) 
     stmt_args a = {.kind = c->kind, .prepared = 1, .fetches = c->fetches, .rows = c->rows,
                    .start = c->start_ns, .end = now};
     c->used = 0;
+    t->open_cursors--;
     report(t, &a);
 }
 
 static void cursors_close_all(wl_mysql_tracker *t, uint64_t now) {
+    if (!t->open_cursors) return;
     for (int i = 0; i < WL_MYSQL_TRACKER_CURSORS; i++)
         if (t->cursors[i].used) cursor_close(t, &t->cursors[i], now);
 }
@@ -160,6 +163,7 @@ static int cursor_open(wl_mysql_tracker *t, const wl_mysql_event *ev) {
         if (t->cursors[i].used) continue;
         t->cursors[i] = (wl_mysql_cursor){.stmt_id = ev->stmt_id, .used = 1, .kind = ev->verb,
                                           .fetches = 0, .rows = ev->rows, .start_ns = start_of(t, ev)};
+        t->open_cursors++;
         return 1;
     }
     return 0;

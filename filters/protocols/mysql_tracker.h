@@ -61,6 +61,7 @@ typedef struct {
     uint64_t txn_start;
     uint8_t txn_explicit;
     /* cursors opened by COM_STMT_EXECUTE */
+    uint32_t open_cursors;     /* cursors[] in use: most connections never open one */
     wl_mysql_cursor cursors[WL_MYSQL_TRACKER_CURSORS];
     /* commands the decoder had no room to follow (their statements are lost) */
     uint64_t unattributed;

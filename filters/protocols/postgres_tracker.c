@@ -112,15 +112,20 @@ static wl_pgt_entry *q_push(wl_pg_tracker *t, uint8_t what) {
 
 COLD static void end_portal(wl_pg_tracker *t, uint32_t portal);
 
+/* A drained queue starts again at slot 0: the usual connection, one request
+ * in flight at a time, then reuses one warm entry instead of walking all 32
+ * through the cache. */
+static void q_advance(wl_pg_tracker *t) {
+    t->q_head = --t->q_len ? (t->q_head + 1) % WL_PGT_QUEUE : 0;
+}
+
 static void q_pop(wl_pg_tracker *t) {
     if (!t->q_len) return;
-    t->q_head = (t->q_head + 1) % WL_PGT_QUEUE;
-    t->q_len--;
+    q_advance(t);
     /* A portal-end marker takes effect once everything before it was answered. */
     while (t->q_len && q_at(t, 0)->what == Q_END) {
         uint32_t portal = q_at(t, 0)->portal;
-        t->q_head = (t->q_head + 1) % WL_PGT_QUEUE;
-        t->q_len--;
+        q_advance(t);
         end_portal(t, portal);
     }
 }
@@ -369,8 +374,7 @@ static void on_ready(wl_pg_tracker *t, uint8_t status) {
         wl_pgt_entry *e = &t->q[t->q_head];
         active = e->what != Q_SYNC || e->flag;
         start = e->start_ns;
-        t->q_head = (t->q_head + 1) % WL_PGT_QUEUE;
-        t->q_len = 0;
+        q_advance(t);
     } else if (t->q_len) {
         while (t->q_len) {
             wl_pgt_entry *e = q_at(t, 0);

@@ -130,6 +130,7 @@ typedef struct wl_read {
     size_t at_chunk;  /* chunk holding the last fetched offset */
     size_t at_base;   /* read offset where chunk at_chunk starts */
     size_t skip;      /* bytes of the buffer before this read (already seen) */
+    void *gather;     /* native backend: WL_WINDOW_SIZE bytes for ranges that span chunks */
 } wl_read;
 
 /* Declare the state types (at file scope, once each); the SDK allocates

@@ -10,6 +10,12 @@
 #include "wl_dm_abi.h"
 
 typedef struct wl_dm_conn wl_dm_conn;
+
+/* Per-thread "current" pointers use the initial-exec model: one load from the
+ * thread pointer instead of a __tls_get_addr call on every access (several
+ * per read). Envoy has room for these few bytes in its static TLS block;
+ * large per-thread buffers live in the worker instead. */
+#define WL_DM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 typedef struct wl_dm_config wl_dm_config;
 
 /* One worker's share of a filter config. Only that worker's thread touches
@@ -23,6 +29,7 @@ typedef struct wl_dm_worker {
     wl_dm_conn *anchor;   /* the connection that owns sched */
     int tick_pending;
     uint32_t tick_ms;
+    uint8_t *window;      /* 2 x WL_WINDOW_SIZE: wl_read_fetch's gather space, per direction */
 } wl_dm_worker;
 
 struct wl_dm_config {
@@ -47,9 +54,9 @@ struct wl_dm_conn {
 };
 
 /* The config and connection the current callback on this thread runs for. */
-extern _Thread_local wl_dm_config *wl__dm_cfg;
-extern _Thread_local void *wl__dm_filter;
-extern _Thread_local wl_plugin *wl__dm_plugin;
+extern WL_DM_TLS wl_dm_config *wl__dm_cfg;
+extern WL_DM_TLS void *wl__dm_filter;
+extern WL_DM_TLS wl_plugin *wl__dm_plugin;
 
 /* wl_native_runtime.c: starts/retunes the tick thread of a config. */
 void wl__dm_set_tick(wl_dm_worker *w, uint32_t period_ms);

@@ -2,17 +2,14 @@
  *
  * Envoy keeps a filter config's metrics in vectors indexed by id; defining
  * one appends to the vector, updating one indexes it. Envoy 1.40 accepts
- * definitions only while config_new runs (afterwards define_* answers Frozen),
- * so a tagged metric a filter defines lazily on a worker is refused natively.
- * Defines still take this module's lock for writing, every update (a whole
- * batch flush at once) for reading, so a later Envoy that lifts the freeze
- * cannot move a vector another worker is indexing.
+ * definitions only while config_new runs (afterwards define_* answers Frozen,
+ * and Envoy's own code relies on that: its vectors are not locked). So this
+ * backend defines only then, on the main thread, before any worker sees the
+ * config, and updates need no lock: a tagged metric a filter would define
+ * lazily on a worker is refused here, with the reason logged.
  *
  * A wl_metric carries its type in the top two bits: Envoy numbers counters,
  * gauges and histograms separately and has a different call for each. */
-/* clock_gettime, pthread_*: POSIX, also when a project builds with -std=c11 */
-#define _POSIX_C_SOURCE 200809L
-#include <pthread.h>
 #include <string.h>
 
 #include "wl_native.h"
@@ -20,26 +17,20 @@
 #define WL_DM_TYPE_SHIFT 30
 #define WL_DM_INDEX_MASK ((1u << WL_DM_TYPE_SHIFT) - 1)
 
-static pthread_rwlock_t wl__dm_metrics_lock = PTHREAD_RWLOCK_INITIALIZER;
-static _Thread_local int wl__dm_in_flush;
-
-void wl__metrics_begin(void) {
-    pthread_rwlock_rdlock(&wl__dm_metrics_lock);
-    wl__dm_in_flush = 1;
-}
-
-void wl__metrics_end(void) {
-    wl__dm_in_flush = 0;
-    pthread_rwlock_unlock(&wl__dm_metrics_lock);
-}
+/* Set by wl_native_runtime.c while config_new runs (main thread only). */
+int wl__dm_configuring;
 
 wl_metric wl_metric_define(wl_metric_type type, const char *name) {
     wl_dm_config *cfg = wl__dm_cfg;
-    if (!cfg || wl__dm_in_flush) return WL_METRIC_INVALID;
+    if (!cfg) return WL_METRIC_INVALID;
+    if (!wl__dm_configuring) {
+        wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s: a native module defines "
+               "metrics only while its configuration loads", name);
+        return WL_METRIC_INVALID;
+    }
     wl_dm_module_buffer n = {name, strlen(name)};
     size_t id = 0;
     wl_dm_metrics_result rc;
-    pthread_rwlock_wrlock(&wl__dm_metrics_lock);
     switch (type) {
     case WL_COUNTER:
         rc = envoy_dynamic_module_callback_network_filter_config_define_counter(cfg->envoy, n, &id);
@@ -53,15 +44,8 @@ wl_metric wl_metric_define(wl_metric_type type, const char *name) {
     default:
         rc = -1;
     }
-    pthread_rwlock_unlock(&wl__dm_metrics_lock);
     if (rc != 0 || id > WL_DM_INDEX_MASK) {
-        /* 3 (Frozen): Envoy 1.40 takes definitions only while config_new runs,
-         * so natively a metric must be defined in wl_on_configure. */
-        if (rc == 3)
-            wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s: a native module defines "
-                   "metrics only while its configuration loads", name);
-        else
-            wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s (result %d)", name, (int)rc);
+        wl_log(WL_LOG_ERROR, "wirelab: Envoy refused metric %s (result %d)", name, (int)rc);
         return WL_METRIC_INVALID;
     }
     return ((uint32_t)type << WL_DM_TYPE_SHIFT) | (uint32_t)id;
@@ -74,8 +58,6 @@ static void wl__dm_update(wl_metric m, int op, int64_t v) {
     uint32_t type = m >> WL_DM_TYPE_SHIFT;
     size_t id = m & WL_DM_INDEX_MASK;
     void *e = cfg->envoy;
-    int locked = !wl__dm_in_flush;
-    if (locked) pthread_rwlock_rdlock(&wl__dm_metrics_lock);
     if (type == WL_COUNTER) {
         if (op == 0 && v > 0)
             envoy_dynamic_module_callback_network_filter_config_increment_counter(e, id, (uint64_t)v);
@@ -92,7 +74,6 @@ static void wl__dm_update(wl_metric m, int op, int64_t v) {
             envoy_dynamic_module_callback_network_filter_config_record_histogram_value(e, id,
                                                                                        (uint64_t)v);
     }
-    if (locked) pthread_rwlock_unlock(&wl__dm_metrics_lock);
 }
 
 void wl_metric_add(wl_metric id, int64_t delta) {

@@ -15,11 +15,12 @@
 #include "wl_native.h"
 
 
-_Thread_local wl_dm_config *wl__dm_cfg;
-_Thread_local void *wl__dm_filter;
-_Thread_local wl_plugin *wl__dm_plugin;
+WL_DM_TLS wl_dm_config *wl__dm_cfg;
+WL_DM_TLS void *wl__dm_filter;
+WL_DM_TLS wl_plugin *wl__dm_plugin;
 
 void wl__batch_enter(wl_plugin *p);
+extern int wl__dm_configuring; /* wl_native_metrics.c */
 int wl__batch_held(void);
 void wl__batch_free(wl_plugin *p);
 
@@ -37,6 +38,7 @@ static void wl__free_config(wl_dm_config *cfg) {
         wl__dm_cfg = cfg;
         wl__batch_free(&w->plugin); /* sends what it still held */
         free(w->plugin.state);
+        free(w->window);
         pthread_mutex_destroy(&w->mu);
     }
     wl__dm_cfg = NULL;
@@ -85,14 +87,18 @@ void *envoy_dynamic_module_on_network_filter_config_new(void *config_envoy, wl_d
         w->plugin.config = cfg->config;
         w->plugin.config_len = cfg->config_len;
         w->plugin.state = state_size ? calloc(1, state_size) : NULL;
-        if (state_size && !w->plugin.state) {
+        w->window = malloc(2 * (size_t)WL_WINDOW_SIZE);
+        wl__batch_enter(&w->plugin); /* allocates the plugin's batch, here rather than on a worker */
+        if ((state_size && !w->plugin.state) || !w->window || !w->plugin.batch) {
             ok = 0;
+            made++; /* freed with the others */
             break;
         }
         wl__dm_cfg = cfg;
         wl__dm_plugin = &w->plugin;
-        wl__batch_enter(&w->plugin);
+        wl__dm_configuring = 1;
         ok = wl_on_configure(&w->plugin);
+        wl__dm_configuring = 0;
         wl_batch_flush();
     }
     wl__dm_cfg = NULL;
@@ -252,12 +258,12 @@ int envoy_dynamic_module_on_network_filter_new_connection(void *filter_envoy, vo
 /* ---- reads ---------------------------------------------------------------------- */
 
 const uint8_t *wl_read_fetch(void *ctx, size_t off, size_t want, size_t *got) {
-    static _Thread_local uint8_t window[2][WL_WINDOW_SIZE];
+    static const uint8_t nothing[1];
     wl_read *r = (wl_read *)ctx;
-    uint8_t *win = window[r->dir == WL_DIR_SERVER];
+    uint8_t *win = r->gather;
     const wl_dm_envoy_buffer *ch = r->chunks;
     *got = 0;
-    if (off >= r->size || !ch) return win;
+    if (off >= r->size || !ch || !win) return nothing;
     if (want > r->size - off) want = r->size - off;
     if (want > WL_WINDOW_SIZE) want = WL_WINDOW_SIZE;
     /* Decoders move forward: continue from the chunk of the last fetch. */
@@ -269,7 +275,7 @@ const uint8_t *wl_read_fetch(void *ctx, size_t off, size_t want, size_t *got) {
         r->at_base += ch[r->at_chunk].length;
         r->at_chunk++;
     }
-    if (r->at_chunk >= r->n_chunks) return win;
+    if (r->at_chunk >= r->n_chunks) return nothing;
     size_t in = off - r->at_base;
     const wl_dm_envoy_buffer *c = &ch[r->at_chunk];
     if (in + want <= c->length) { /* the common case: no copy at all */
@@ -293,6 +299,13 @@ enum { WL_DM_STACK_CHUNKS = 16 };
 
 static int wl__data(void *filter_envoy, wl_dm_conn *c, wl_dir dir, size_t size, bool eos) {
     if (!wl__enter(c, filter_envoy)) return WL_DM_CONTINUE;
+    /* Between two reads of a connection the caches forget its state. Ask for
+     * the heads of the connection's and the plugin's state now: the lines
+     * arrive while Envoy answers the two chunk calls below. */
+    __builtin_prefetch(c->conn.state, 1);
+    __builtin_prefetch((const char *)c->conn.state + 64, 1);
+    __builtin_prefetch(c->worker->plugin.state);
+    __builtin_prefetch((const char *)c->worker->plugin.state + 64);
     c->conn.bytes[dir] += size;
     wl_dm_envoy_buffer stack[WL_DM_STACK_CHUNKS];
     wl_dm_envoy_buffer *chunks = stack;
@@ -311,6 +324,7 @@ static int wl__data(void *filter_envoy, wl_dm_conn *c, wl_dir dir, size_t size, 
     r.end_of_stream = eos;
     r.chunks = ok ? chunks : NULL;
     r.n_chunks = ok ? n : 0;
+    r.gather = c->worker->window + (dir == WL_DIR_SERVER ? WL_WINDOW_SIZE : 0);
     wl_on_data(&c->conn, &r);
     if (chunks != stack) free(chunks);
     wl__leave(0);

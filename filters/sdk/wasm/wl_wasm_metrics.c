@@ -6,8 +6,6 @@
 #include "wirelab_filter.h"
 
 /* One VM is one thread: a flush needs no lock. */
-void wl__metrics_begin(void) {}
-void wl__metrics_end(void) {}
 
 /* ---- name -> id cache ----------------------------------------------------------
  * Filters define metrics at configure time; a second plugin instance or a

@@ -59,9 +59,9 @@ LINK_FLAGS = (
 # The host build: a shared library Envoy dlopens; only the SDK's hooks are
 # exported. Lua picks _setjmp/_longjmp (no signal-mask save) with LUA_USE_POSIX.
 NATIVE_COMPILE_FLAGS = (
-    "--target=x86_64-linux-gnu", "-fPIC", "-O2", "-fvisibility=hidden", "-DLUA_USE_POSIX",
+    "--target=x86_64-linux-gnu", "-fPIC", "-O2", "-fvisibility=hidden", "-DLUA_USE_POSIX", "-flto",
 )
-NATIVE_LINK_FLAGS = ("--target=x86_64-linux-gnu", "-shared", "-fPIC", "-O2", "-s", "-lm")
+NATIVE_LINK_FLAGS = ("--target=x86_64-linux-gnu", "-shared", "-fPIC", "-O2", "-flto", "-s", "-lm")
 # What `envoy --mode validate` configures the runtime with: an empty script.
 NATIVE_CHECK_CONFIG = '{"script":"","stat_prefix":"check"}'
 # setjmp/longjmp lowered to Wasm exceptions throw this tag; something must define it.
