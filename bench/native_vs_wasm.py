@@ -9,12 +9,14 @@ variant, all running for the whole measurement; only the filter chain differs:
 
     pgbench -S -M simple, then -M prepared (PostgreSQL):
         tcp_proxy         tcp_proxy alone
+        sdk floor native  examples/bytes-counter native: the SDK's own cost per
+                          read (enter, chunk list, one counter), no decoder
         postgres wasm     filters/postgres, build/postgres.wasm
         postgres native   filters/postgres, build/libpostgres.so
         lua wasm          examples/lua/pg-statements on the Wasm Lua runtime
         lua native        the same script on the native Lua runtime
     sysbench oltp_point_select (MariaDB):
-        tcp_proxy, mysql wasm, mysql native
+        tcp_proxy, sdk floor native, mysql wasm, mysql native
 
 Every round runs the load once against each Envoy, the order rotating every
 round (bench/ratio.py's `alternate`, the runner of every bench here), after one
@@ -143,6 +145,7 @@ def _pgbench(args: argparse.Namespace, tmp: Path) -> list[list[str]]:
 
     variants = {
         "tcp_proxy": [],
+        "sdk floor native": [_spec(examples_dir() / "bytes-counter", "native")],
         "postgres wasm": [_spec(filters_dir() / "postgres", "wasm")],
         "postgres native": [_spec(filters_dir() / "postgres", "native")],
     }
@@ -177,6 +180,7 @@ def _sysbench(args: argparse.Namespace) -> list[list[str]]:
 
     variants = {
         "tcp_proxy": [],
+        "sdk floor native": [_spec(examples_dir() / "bytes-counter", "native")],
         "mysql wasm": [_spec(filters_dir() / "mysql", "wasm")],
         "mysql native": [_spec(filters_dir() / "mysql", "native")],
     }

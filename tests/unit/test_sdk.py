@@ -387,8 +387,8 @@ def _lookup(host: RecordingHost, kind: str, doc: bytes, key: str):
     raw = host._read(out, 512)
     if rc != 0:
         return None
-    if kind == "string":
-        return raw.split(b"\0", 1)[0].decode()
+    if kind == "string":  # raw bytes of the document: garbage in, garbage out (not UTF-8)
+        return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     if kind == "int":
         return struct.unpack("<q", raw[:8])[0]
     return bool(raw[0])
