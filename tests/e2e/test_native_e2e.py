@@ -30,6 +30,7 @@ from wirelab.harness.filters import plugin_config_for
 from wirelab.parity import compare, run_in_envoy
 from wirelab.paths import examples_dir, filters_dir
 from wirelab.project import Project
+from wirelab.testing import pgstats
 
 pytestmark = pytest.mark.e2e
 
@@ -201,30 +202,6 @@ def _server():
         pytest.skip(f"no PostgreSQL: {exc}")
 
 
-def _direct(pg):
-    import psycopg
-
-    return psycopg.connect(**pg.conninfo(), sslmode="disable", autocommit=True)
-
-
-def _sessions(pg) -> int:
-    with _direct(pg) as conn:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        return conn.execute("SELECT sessions FROM pg_stat_database "
-                            "WHERE datname = current_database()").fetchone()[0]
-
-
-def _dml_calls_and_select_rows(pg) -> tuple[int, int]:
-    with _direct(pg) as conn:
-        rows = conn.execute(
-            "SELECT query, calls, rows FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg\\_stat%' "
-            "AND upper(split_part(ltrim(query), ' ', 1)) "
-            "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')").fetchall()
-    selected = sum(r[2] for r in rows if r[0].lstrip().upper().startswith("SELECT"))
-    return sum(r[1] for r in rows), selected
-
-
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
 def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(builds, mode: str):
     pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
@@ -241,22 +218,14 @@ def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(build
         spec = FilterSpec("postgres", so, {"stat_prefix": mode}, target="native")
         listeners = [ListenerSpec("pg", (pg.host, pg.port), [spec])]
         with EnvoyProcess(listeners, concurrency=2) as envoy:
-            with _direct(pg) as conn:
-                conn.execute("SELECT pg_stat_statements_reset()")
-            first = _sessions(pg)
-            reader = _sessions(pg) - first
-            before = first + reader
+            pgstats.reset_statements(pg)
+            logins = pgstats.Sessions(pg)
             proxied = {**env, "PGPORT": str(envoy.port("pg"))}
             # 8 clients, connected at once: the kernel spreads them over both workers
             subprocess.run(["pgbench", "-n", "-c", "8", "-j", "4", "-t", "25", "-M", mode],
                            env=proxied, check=True, capture_output=True, timeout=300)
-            deadline = time.monotonic() + 10
-            while (sessions := _sessions(pg) - before - reader) != 9:
-                if time.monotonic() > deadline:
-                    break
-                before += reader
-                time.sleep(0.2)
-            dml, selected_rows = _dml_calls_and_select_rows(pg)
+            sessions = logins.since(expected=9)
+            truth = pgstats.statements(pg)
             envoy.stats.wait_for(f"postgres.{mode}.sessions_active", 0)
             snap = envoy.stats.snapshot()
             port = envoy.port("pg")
@@ -269,10 +238,11 @@ def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(build
             assert sum(per_worker) == 9 and min(per_worker) >= 1, per_worker
             # 8 clients x 25 TPC-B transactions of 7 statements, plus pgbench's 2 setup SELECTs
             assert c("statements") == 8 * 25 * 7 + 2
-            assert c("statements") - c("statements_other") == dml == 8 * 25 * 5 + 2
+            assert c("statements") - c("statements_other") == truth.dml_calls == 8 * 25 * 5 + 2
             assert c("statements_update") == 8 * 25 * 3
             assert c("statements_insert") == 8 * 25
-            assert c("rows_returned") == selected_rows
+            # one row per SELECT: each transaction's balance, pgbench's 2 setup queries
+            assert c("rows_returned") == truth.rows_selected == 8 * 25 + 2
             assert c("decoder_errors") == 0 and c("errors") == 0
             assert c("sessions") == sessions == 9
             envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 8 * 25)
@@ -392,13 +362,6 @@ def _open_on_both_workers(envoy, pg, per_worker: int, listener: str = "pg",
     pytest.fail(f"the kernel put every connection on one worker: {[len(v) for v in held.values()]}")
 
 
-def _tick_query_calls(pg) -> int:
-    with _direct(pg) as conn:
-        row = conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                           "WHERE query = %s", (TICK_QUERY,)).fetchone()
-    return int(row[0])
-
-
 @pytest.fixture(scope="module")
 def tick_pg():
     pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
@@ -407,11 +370,6 @@ def tick_pg():
             pytest.skip("this PostgreSQL build has no pg_stat_statements "
                         "(apt-get install postgresql-contrib)")
         yield pg
-
-
-def _reset_statements(pg) -> None:
-    with _direct(pg) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
 
 
 def test_held_counters_of_idle_connections_on_two_workers_reach_envoy_on_the_tick(builds, tick_pg):
@@ -423,15 +381,15 @@ def test_held_counters_of_idle_connections_on_two_workers_reach_envoy_on_the_tic
                       target="native")
     listeners = [ListenerSpec("pg", (tick_pg.host, tick_pg.port), [spec])]
     with EnvoyProcess(listeners, concurrency=2) as envoy:
-        _reset_statements(tick_pg)
+        pgstats.reset_statements(tick_pg)
         held = _open_on_both_workers(envoy, tick_pg, per_worker=2)
         try:
             conns = held[0] + held[1]
             for conn in conns:
                 conn.execute(TICK_QUERY)
             # no byte moves from here on: only the tick can send the held counts
-            envoy.stats.wait_for("postgres.tick.statements", _tick_query_calls(tick_pg))
-            assert _tick_query_calls(tick_pg) == len(conns)
+            envoy.stats.wait_for("postgres.tick.statements", pgstats.calls(tick_pg, TICK_QUERY))
+            assert pgstats.calls(tick_pg, TICK_QUERY) == len(conns)
             assert envoy.stats.snapshot().counter("postgres.tick.sessions") == len(conns)
 
             # close each worker's first connection (the one its tick went through)
@@ -441,7 +399,7 @@ def test_held_counters_of_idle_connections_on_two_workers_reach_envoy_on_the_tic
             for conn in held[0] + held[1]:
                 conn.execute(TICK_QUERY)
                 conn.execute(TICK_QUERY)
-            expected = _tick_query_calls(tick_pg)
+            expected = pgstats.calls(tick_pg, TICK_QUERY)
             assert expected == len(conns) + 2 * (len(conns) - 2)
             envoy.stats.wait_for("postgres.tick.statements", expected)
         finally:
@@ -458,12 +416,12 @@ def test_held_counters_are_sent_when_their_connection_ends(builds, tick_pg):
                       target="native")
     listeners = [ListenerSpec("pg", (tick_pg.host, tick_pg.port), [spec])]
     with EnvoyProcess(listeners, concurrency=2) as envoy:
-        _reset_statements(tick_pg)
+        pgstats.reset_statements(tick_pg)
         held = _open_on_both_workers(envoy, tick_pg, per_worker=1)
         conns = held[0] + held[1]
         for conn in conns:
             conn.execute(TICK_QUERY)
-        calls = _tick_query_calls(tick_pg)
+        calls = pgstats.calls(tick_pg, TICK_QUERY)
         assert calls == len(conns)
         envoy.stats.wait_for("postgres.held.sessions_active", len(conns))
         assert envoy.stats.snapshot().counter("postgres.held.statements") == 0

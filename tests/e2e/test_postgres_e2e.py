@@ -20,6 +20,7 @@ import pytest
 
 from wirelab.envoy import EnvoyProcess, FilterSpec, ListenerSpec
 from wirelab.envoy.stats import server_bytes_window
+from wirelab.testing import pgstats
 
 pytestmark = pytest.mark.e2e
 
@@ -37,51 +38,9 @@ def _server():
         pytest.skip(f"no PostgreSQL with TLS: {exc}")
 
 
-def _direct(pg):
-    import psycopg
-
-    return psycopg.connect(**pg.conninfo(), sslmode="disable", autocommit=True)
-
-
-def _statements(pg) -> tuple[int, int, int]:
-    """(calls, rows of SELECTs, rows of other statements) since the reset, without
-    our own pg_stat_statements queries and the TLS session's `SELECT 4242`
-    (normalised to `SELECT $1`), which the filter cannot see."""
-    with _direct(pg) as conn:
-        rows = conn.execute(
-            "SELECT query, calls, rows FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg\\_stat%' AND query <> 'SELECT $1'"
-        ).fetchall()
-    calls = sum(r[1] for r in rows)
-    selected = sum(r[2] for r in rows if r[0].lstrip().upper().startswith("SELECT"))
-    other = sum(r[2] for r in rows if not r[0].lstrip().upper().startswith("SELECT"))
-    return calls, selected, other
-
-
-def _db_sessions(pg) -> int:
-    """pg_stat_database.sessions of the test database, after flushing our stats."""
-    with _direct(pg) as conn:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        return conn.execute("SELECT sessions FROM pg_stat_database "
-                            "WHERE datname = current_database()").fetchone()[0]
-
-
-def _sessions_baseline(pg) -> tuple[int, int]:
-    """(sessions now, sessions one reading connection adds)."""
-    first = _db_sessions(pg)
-    second = _db_sessions(pg)
-    return second, second - first
-
-
-def _dml_calls(pg) -> int:
-    """pg_stat_statements calls of SELECT/INSERT/UPDATE/DELETE since the reset."""
-    with _direct(pg) as conn:
-        return conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg\\_stat%' "
-            "AND upper(split_part(ltrim(query), ' ', 1)) "
-            "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')"
-        ).fetchone()[0]
+# The TLS session's `SELECT 4242` (normalised to `SELECT $1`): the filter cannot
+# look inside TLS, so it is not in the server's figures the tests compare.
+UNSEEN = ("SELECT $1",)
 
 
 def _workload(pg, port: int) -> None:
@@ -126,10 +85,9 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
                         "(apt-get install postgresql-contrib)")
         spec = FilterSpec("postgres", pg_wasm, {"stat_prefix": "app", "slow_threshold_ms": 0})
         with EnvoyProcess([ListenerSpec("pg", (pg.host, pg.port), [spec])]) as envoy:
-            with _direct(pg) as conn:
-                conn.execute("SELECT pg_stat_statements_reset()")
+            pgstats.reset_statements(pg)
             _workload(pg, envoy.port("pg"))
-            calls, selected_rows, other_rows = _statements(pg)
+            truth = pgstats.statements(pg, exclude=UNSEEN)
             stats = envoy.stats
             stats.wait_for("tcp.pg.downstream_cx_total", 3)
             stats.wait_for("postgres.app.sessions_active", 0)
@@ -142,10 +100,10 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             # BEGIN INSERT ROLLBACK, 3 pipelined INSERT, COPY, DROP: 28. After the
             # ROLLBACK psycopg sends DEALLOCATE ALL, which has a CommandComplete
             # but is not tracked by pg_stat_statements.
-            assert calls == 28
-            assert c("statements") == calls + 1
-            assert c("rows_returned") == selected_rows == 15 + 1
-            assert c("rows_affected") == other_rows == 10 + 3 + 1 + 1 + 1 + 3 + 20
+            assert truth.calls == 28
+            assert c("statements") == truth.calls + 1
+            assert c("rows_returned") == truth.rows_selected == 15 + 1
+            assert c("rows_affected") == truth.rows_other == 10 + 3 + 1 + 1 + 1 + 3 + 20
             assert c("statements_insert") == 15 and c("statements_select") == 4
             assert c("statements_other") == 8
             # explicit: one COMMIT, one ROLLBACK. Implicit (one per simple Query or
@@ -191,22 +149,13 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
         for mode in ("simple", "extended", "prepared"):
             spec = FilterSpec("postgres", pg_wasm, {"stat_prefix": mode})
             with EnvoyProcess([ListenerSpec("pg", (pg.host, pg.port), [spec])]) as envoy:
-                with _direct(pg) as conn:
-                    conn.execute("SELECT pg_stat_statements_reset()")
-                before, reader = _sessions_baseline(pg)
+                pgstats.reset_statements(pg)
+                logins = pgstats.Sessions(pg)
                 proxied = {**env, "PGPORT": str(envoy.port("pg"))}
                 subprocess.run(["pgbench", "-n", "-c", "2", "-j", "1", "-t", "40", "-M", mode],
                                env=proxied, check=True, capture_output=True, timeout=300)
-                # Backends report their session at exit; each reading connection
-                # adds `reader` itself.
-                deadline = time.monotonic() + 10
-                while (sessions := _db_sessions(pg) - before - reader) != 3:
-                    if time.monotonic() > deadline:
-                        break
-                    before += reader
-                    time.sleep(0.2)
-                calls, selected_rows, _ = _statements(pg)
-                dml = _dml_calls(pg)
+                sessions = logins.since(expected=3)
+                truth = pgstats.statements(pg, exclude=UNSEEN)
                 envoy.stats.wait_for(f"postgres.{mode}.sessions_active", 0)
                 snap = envoy.stats.snapshot()
 
@@ -219,12 +168,14 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
                 # the exact check against it is on SELECT/INSERT/UPDATE/DELETE.
                 assert c("statements") == 2 * 40 * 7 + 2, mode
                 if mode != "prepared":
-                    assert c("statements") == calls, mode
-                assert c("statements") - c("statements_other") == dml == 2 * 40 * 5 + 2, mode
+                    assert c("statements") == truth.calls, mode
+                assert (c("statements") - c("statements_other") == truth.dml_calls
+                        == 2 * 40 * 5 + 2), mode
                 assert c("statements_update") == 2 * 40 * 3, mode
                 assert c("statements_insert") == 2 * 40, mode
                 assert c("transactions_commit") - c("transactions") == 0, mode
-                assert c("rows_returned") == selected_rows, mode
+                # one row per SELECT: each transaction's balance, pgbench's 2 setup queries
+                assert c("rows_returned") == truth.rows_selected == 2 * 40 + 2, mode
                 assert c("decoder_errors") == 0 and c("errors") == 0, mode
                 envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 80)
                 # pg_stat_database.sessions saw pgbench's 3 logins, as the filter did.
