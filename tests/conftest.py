@@ -31,6 +31,7 @@ class EchoServer:
     def __init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.host, self.port = "127.0.0.1", self._sock.getsockname()[1]
+        self.address = (self.host, self.port)
         self.connections = 0
         self._stop = False
         self._thread = threading.Thread(target=self._accept, daemon=True)

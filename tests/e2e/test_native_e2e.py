@@ -17,7 +17,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,28 +123,8 @@ end
 """
 
 
-def _echo_server() -> tuple[socket.socket, threading.Thread]:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def serve() -> None:  # a thread per connection: several talk at once
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return server, thread
-
-
-def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Path) -> None:
+def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Path,
+                                                                   echo_server) -> None:
     """An endless loop, an endless pcall loop and a memory bomb in the native
     runtime: each aborts its callback only (budget_exceeded 2, memory_exceeded 1),
     every byte is echoed back unchanged, Envoy keeps serving."""
@@ -159,36 +138,32 @@ def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Pa
     project = Project.load(project_dir)
     so = build_project(project, target="native").wasm
     assert so == project_dir / "build" / "librunaway.so"
-    server, _ = _echo_server()
     spec = FilterSpec("runaway", so, plugin_config_for(project), target="native")
-    try:
-        with EnvoyProcess([ListenerSpec("echo", server.getsockname(), [spec])]) as envoy:
-            with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
-                for payload in (b"a", b"bb", b"ccc", b"dddd"):
-                    c.sendall(payload)  # one read each: the echo comes back before the next
-                    got = b""
-                    while len(got) < len(payload):
-                        got += c.recv(65536)
-                    assert got == payload
-            # four reads, then the client's end of stream: a fifth, empty one
-            envoy.stats.wait_for("lua.t.calls", 5)
-            snap = envoy.stats.snapshot()
-            assert snap.counter("lua.t.budget_exceeded") == 2
-            assert snap.counter("lua.t.memory_exceeded") == 1
-            assert snap.counter("lua.t.script_errors") == 3
-            assert snap.counter("lua.t.ok") == 2
-            # One connection, three errors: only its first is logged (API.md, "Errors"),
-            # the others are counted above.
-            line = "instruction budget exceeded (2000000 instructions)"
-            deadline = time.monotonic() + 10  # Envoy's log reaches its file a bit later
-            while line not in envoy.log_tail() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            log = envoy.log_tail(10_000)
-            assert line in log
-            assert "(error #1)" in log and "(error #2)" not in log and "(error #3)" not in log
-            assert "not enough memory" not in log
-    finally:
-        server.close()
+    with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])]) as envoy:
+        with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
+            for payload in (b"a", b"bb", b"ccc", b"dddd"):
+                c.sendall(payload)  # one read each: the echo comes back before the next
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(65536)
+                assert got == payload
+        # four reads, then the client's end of stream: a fifth, empty one
+        envoy.stats.wait_for("lua.t.calls", 5)
+        snap = envoy.stats.snapshot()
+        assert snap.counter("lua.t.budget_exceeded") == 2
+        assert snap.counter("lua.t.memory_exceeded") == 1
+        assert snap.counter("lua.t.script_errors") == 3
+        assert snap.counter("lua.t.ok") == 2
+        # One connection, three errors: only its first is logged (API.md, "Errors"),
+        # the others are counted above.
+        line = "instruction budget exceeded (2000000 instructions)"
+        deadline = time.monotonic() + 10  # Envoy's log reaches its file a bit later
+        while line not in envoy.log_tail() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = envoy.log_tail(10_000)
+        assert line in log
+        assert "(error #1)" in log and "(error #2)" not in log and "(error #3)" not in log
+        assert "not enough memory" not in log
 
 
 # ---------------------------------------------------------------- truth: pgbench, two workers
@@ -286,41 +261,37 @@ def test_prometheus_series_are_the_same_from_a_native_only_envoy(builds, protoco
     assert from_native == from_wasm
 
 
-def test_the_native_lua_runtime_runs_one_vm_per_worker(builds) -> None:
+def test_the_native_lua_runtime_runs_one_vm_per_worker(builds, echo_server) -> None:
     """tcp-bytes natively on Envoy --concurrency 2, connections on both workers
     talking at once: every connection and byte is counted once, by the VM of
     the worker that carries it."""
     _, so, config = builds("lua/tcp-bytes")
-    server, _ = _echo_server()
     spec = FilterSpec("tcpbytes", so, config, target="native")
-    try:
-        with EnvoyProcess([ListenerSpec("echo", server.getsockname(), [spec])],
-                          concurrency=2) as envoy:
-            held = _open_on_both_workers(
-                envoy, None, per_worker=3, listener="echo",
-                connect=lambda port: socket.create_connection(("127.0.0.1", port), timeout=10))
-            conns = held[0] + held[1]
-            sent = 0
-            for rnd in range(20):  # interleaved: both workers' VMs run at the same time
-                for k, c in enumerate(conns):
-                    payload = bytes([65 + k]) * (100 + 37 * k + rnd)
-                    c.sendall(payload)
-                    got = b""
-                    while len(got) < len(payload):
-                        got += c.recv(65536)
-                    assert got == payload
-                    sent += len(payload)
-            for c in conns:
-                c.close()
-            envoy.stats.wait_for("lua.tcpbytes.open_connections", 0)
-            envoy.stats.wait_for("lua.tcpbytes.connection_bytes", len(conns))
-            snap = envoy.stats.snapshot()
-            assert snap.counter("lua.tcpbytes.connections") == len(conns)
-            assert snap.counter("lua.tcpbytes.bytes.direction=client") == sent
-            assert snap.counter("lua.tcpbytes.bytes.direction=server") == sent
-            assert snap.counter("lua.tcpbytes.script_errors") == 0
-    finally:
-        server.close()
+    with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])],
+                      concurrency=2) as envoy:
+        held = _open_on_both_workers(
+            envoy, None, per_worker=3, listener="echo",
+            connect=lambda port: socket.create_connection(("127.0.0.1", port), timeout=10))
+        conns = held[0] + held[1]
+        sent = 0
+        for rnd in range(20):  # interleaved: both workers' VMs run at the same time
+            for k, c in enumerate(conns):
+                payload = bytes([65 + k]) * (100 + 37 * k + rnd)
+                c.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(65536)
+                assert got == payload
+                sent += len(payload)
+        for c in conns:
+            c.close()
+        envoy.stats.wait_for("lua.tcpbytes.open_connections", 0)
+        envoy.stats.wait_for("lua.tcpbytes.connection_bytes", len(conns))
+        snap = envoy.stats.snapshot()
+        assert snap.counter("lua.tcpbytes.connections") == len(conns)
+        assert snap.counter("lua.tcpbytes.bytes.direction=client") == sent
+        assert snap.counter("lua.tcpbytes.bytes.direction=server") == sent
+        assert snap.counter("lua.tcpbytes.script_errors") == 0
 
 
 # ---------------------------------------------- ticks: held counters, idle connections
