@@ -178,18 +178,12 @@ def _server():
 
 
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
-def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(builds, mode: str):
+def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(
+        builds, pgbench_tables, mode: str):
     pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
-    if shutil.which("pgbench") is None:
-        pytest.skip("pgbench is absent: apt-get install postgresql-client")
     _, so, _ = builds("postgres")
     with _server() as pg:
-        if not pg.pg_stat_statements:
-            pytest.skip("this PostgreSQL build has no pg_stat_statements "
-                        "(apt-get install postgresql-contrib)")
-        env = {**pg.env(), "PGSSLMODE": "disable", "PGGSSENCMODE": "disable"}
-        subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, check=True,
-                       capture_output=True, timeout=120)
+        env = pgbench_tables(pg)
         spec = FilterSpec("postgres", so, {"stat_prefix": mode}, target="native")
         listeners = [ListenerSpec("pg", (pg.host, pg.port), [spec])]
         with EnvoyProcess(listeners, concurrency=2) as envoy:
