@@ -623,13 +623,8 @@ def test_cost_of_a_point_select(wasm: Path, fuel: Any, multi: bool) -> None:
     host, conn = _logged_in(wasm, multi)
     q = my.com_query("SELECT c FROM sbtest1 WHERE id=5003")
     a = my.resultset(["c"], [["x" * 120]])
-    conn.downstream(q)
-    conn.upstream(a)
-    before, n = fuel.spent(), 50
-    for _ in range(n):
-        conn.downstream(q)
-        conn.upstream(a)
-    per_statement = (fuel.spent() - before) / n
+    n = 50
+    per_statement = fuel.per_round_trip(conn, q, a, n)
     print(f"{'multi' if multi else 'plain'}: {per_statement:.0f} wasm instructions per statement")
     assert per_statement < 7000
     host.advance(1000)
