@@ -24,6 +24,7 @@ import pytest
 from wirelab.envoy import EnvoyProcess, FilterSpec, ListenerSpec
 from wirelab.testing import bulk
 from wirelab.testing import postgres as pgwire
+from wirelab.testing.tcp import TcpServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,38 +74,17 @@ def cuts(data: bytes, rng: random.Random) -> list[bytes]:
 # ---- an echo server behind each filter ----------------------------------------------
 
 
-class Echo:
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    def _echo(self, conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(1 << 16):
-                conn.sendall(data)
-
-
-class Sink(Echo):
+class Sink(TcpServer):
     """Reads until the client hangs up, says nothing; keeps what it got."""
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
-        super().__init__()
+        super().__init__(self._keep)
 
-    def _echo(self, conn: socket.socket) -> None:
+    def _keep(self, conn: socket.socket) -> None:
         got = bytearray()
-        with conn:
-            while data := conn.recv(1 << 16):
-                got.extend(data)
+        while data := conn.recv(1 << 16):
+            got.extend(data)
         self.received.append(bytes(got))
 
 
@@ -115,16 +95,16 @@ SINK = Sink()
 def echo_envoy(build_bundled_filter: Callable[[str], Path]) -> Iterator[EnvoyProcess]:
     """Listeners `pg` and `my` in front of an echo server, `pgsink` (postgres
     filter) in front of SINK."""
-    echo = Echo()
+    echo = TcpServer()
     pg = FilterSpec("postgres", build_bundled_filter("postgres"), {"stat_prefix": "h"})
     my = FilterSpec("mysql", build_bundled_filter("mysql"), {"stat_prefix": "h"})
     sink = FilterSpec("postgres", pg.wasm, {"stat_prefix": "sink"})
-    with EnvoyProcess([ListenerSpec("pg", ("127.0.0.1", echo.port), [pg]),
-                       ListenerSpec("my", ("127.0.0.1", echo.port), [my]),
-                       ListenerSpec("pgsink", ("127.0.0.1", SINK.port), [sink])]) as envoy:
+    with EnvoyProcess([ListenerSpec("pg", echo.address, [pg]),
+                       ListenerSpec("my", echo.address, [my]),
+                       ListenerSpec("pgsink", SINK.address, [sink])]) as envoy:
         yield envoy
-    echo.sock.close()
-    SINK.sock.close()
+    echo.close()
+    SINK.close()
 
 
 def _allocated(envoy: Any) -> int:
