@@ -4,52 +4,38 @@
  * reports through these, so a script reads the same fields for both. */
 #include "wl_lua.h"
 
-static void setint(lua_State *L, const char *key, lua_Integer v) {
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, key);
-}
-
-static void setbool(lua_State *L, const char *key, int v) {
-    lua_pushboolean(L, v);
-    lua_setfield(L, -2, key);
-}
-
 static lua_Integer micros(uint64_t start_ns, uint64_t end_ns) {
     return end_ns > start_ns ? (lua_Integer)((end_ns - start_ns) / 1000u) : 0;
 }
 
 void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev) {
     lua_createtable(L, 0, 13);
-    lua_pushstring(L, ev->kind_name ? ev->kind_name : "other");
-    lua_setfield(L, -2, "kind");
-    setbool(L, "failed", ev->failed);
-    setbool(L, "counted", !ev->not_counted);
+    wl_lua_setcstr(L, "kind", ev->kind_name ? ev->kind_name : "other");
+    wl_lua_setbool(L, "failed", ev->failed);
+    wl_lua_setbool(L, "counted", !ev->not_counted);
     if (ev->failed) {
-        lua_pushstring(L, ev->sqlstate);
-        lua_setfield(L, -2, "sqlstate");
-        if (ev->err_code) setint(L, "err_code", ev->err_code);
+        wl_lua_setcstr(L, "sqlstate", ev->sqlstate);
+        if (ev->err_code) wl_lua_setint(L, "err_code", ev->err_code);
     }
-    setbool(L, "prepared", ev->prepared);
+    wl_lua_setbool(L, "prepared", ev->prepared);
     if (ev->has_rows) {
-        setint(L, "rows_returned", (lua_Integer)ev->rows_returned);
-        setint(L, "rows_affected", (lua_Integer)ev->rows_affected);
+        wl_lua_setint(L, "rows_returned", (lua_Integer)ev->rows_returned);
+        wl_lua_setint(L, "rows_affected", (lua_Integer)ev->rows_affected);
     }
-    setint(L, "fetches", ev->fetches);
-    if (!ev->untimed) setint(L, "latency_us", micros(ev->start_ns, ev->end_ns));
-    setint(L, "end_us", (lua_Integer)(ev->end_ns / 1000u));
-    lua_pushlstring(L, ev->sql ? ev->sql : "", ev->sql ? ev->sql_len : 0);
-    lua_setfield(L, -2, "sql");
-    setbool(L, "sql_truncated", ev->sql_truncated);
+    wl_lua_setint(L, "fetches", ev->fetches);
+    if (!ev->untimed) wl_lua_setint(L, "latency_us", micros(ev->start_ns, ev->end_ns));
+    wl_lua_setint(L, "end_us", (lua_Integer)(ev->end_ns / 1000u));
+    wl_lua_setstr(L, "sql", ev->sql, ev->sql_len);
+    wl_lua_setbool(L, "sql_truncated", ev->sql_truncated);
 }
 
 void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev) {
     lua_createtable(L, 0, 5);
-    lua_pushstring(L, ev->outcome == WL_TXN_COMMIT ? "commit" : "rollback");
-    lua_setfield(L, -2, "outcome");
-    setbool(L, "implicit", ev->implicit);
-    setint(L, "statements", ev->statements);
-    setint(L, "latency_us", micros(ev->start_ns, ev->end_ns));
-    setint(L, "end_us", (lua_Integer)(ev->end_ns / 1000u));
+    wl_lua_setcstr(L, "outcome", ev->outcome == WL_TXN_COMMIT ? "commit" : "rollback");
+    wl_lua_setbool(L, "implicit", ev->implicit);
+    wl_lua_setint(L, "statements", ev->statements);
+    wl_lua_setint(L, "latency_us", micros(ev->start_ns, ev->end_ns));
+    wl_lua_setint(L, "end_us", (lua_Integer)(ev->end_ns / 1000u));
 }
 
 /* `txn` picks the event: a transaction (1) or a statement (0). */
