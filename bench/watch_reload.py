@@ -22,26 +22,9 @@ from pathlib import Path
 
 from wirelab.harness import Lab
 from wirelab.paths import examples_dir
+from wirelab.testing.lua import statement_counter_script, write_lua_project
 from wirelab.xds.watch import Change, Watcher
 
-LUA_MANIFEST = """\
-name = "bench-lua"
-language = "lua"
-protocol = "postgres"
-script = "filter.lua"
-
-[config]
-stat_prefix = "benchlua"
-metrics_flush_ms = 0
-"""
-LUA_SCRIPT = """\
-local statements = wirelab.counter("statements")
-{extra}
-envoy_pg_message_types = {{ client = "", server = "C" }}
-function envoy_on_pg_message(conn, msg)
-  if msg.name == "CommandComplete" then statements:inc() end
-end
-"""
 C_ANCHOR = '    m->connections = wl_counter("tcp.%s.connections_total", prefix);\n'
 
 
@@ -67,10 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wirelab-bench-watch-"))
     try:
-        lua = work / "lua"
-        lua.mkdir()
-        (lua / "wirelab.toml").write_text(LUA_MANIFEST)
-        (lua / "filter.lua").write_text(LUA_SCRIPT.format(extra=""))
+        lua = write_lua_project(work / "lua", statement_counter_script(), name="bench-lua",
+                                stat_prefix="benchlua", metrics_flush_ms=0)
         c = work / "c"
         shutil.copytree(examples_dir() / "bytes-counter", c, ignore=shutil.ignore_patterns("build"))
         c_source = (c / "filter.c").read_text()
@@ -87,10 +68,9 @@ def main() -> None:
             lua_times, c_times = [], []
             try:
                 for i in range(args.rounds):
-                    extra = "\n".join(f'wirelab.counter("added_{j}")' for j in range(i + 1))
+                    script = statement_counter_script(*(f"added_{j}" for j in range(i + 1)))
                     lua_times.append(time_edit(
-                        admin, lambda e=extra: (lua / "filter.lua").write_text(
-                            LUA_SCRIPT.format(extra=e)),
+                        admin, lambda s=script: (lua / "filter.lua").write_text(s),
                         f"lua.benchlua.added_{i}"))
                     line = C_ANCHOR + f'    wl_counter("tcp.%s.added_{i}", prefix);\n'
                     c_source = c_source.replace(C_ANCHOR, line, 1)

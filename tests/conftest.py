@@ -7,12 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from wirelab.testing.tcp import TcpServer
 
 pytest_plugins = ["pytester"]
 
@@ -25,42 +26,11 @@ if os.environ.get("CI"):
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-class EchoServer:
-    """A TCP server on 127.0.0.1 that sends back every byte it receives."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.host, self.port = "127.0.0.1", self._sock.getsockname()[1]
-        self.connections = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def close(self) -> None:
-        self._stop = True
-        self._sock.close()
-
-
 @pytest.fixture
-def echo_server() -> Iterator[EchoServer]:
-    server = EchoServer()
-    yield server
-    server.close()
+def echo_server() -> Iterator[TcpServer]:
+    """A TCP server on 127.0.0.1 that sends back every byte it receives."""
+    with TcpServer() as server:
+        yield server
 
 
 def _roundtrip(port: int, payload: bytes, host: str = "127.0.0.1") -> bytes:

@@ -101,6 +101,27 @@ extern WL_LUA_THREAD uint32_t wl_lua_current_context;
 /* The VM of any thread of a plugin's Lua state. */
 static inline wl_lua_vm *wl_lua_vm_of(lua_State *L) { return *(wl_lua_vm **)lua_getextraspace(L); }
 
+/* Fields of the table on top of the stack, for the event tables scripts receive. */
+static inline void wl_lua_setstr(lua_State *L, const char *key, const char *s, size_t n) {
+    lua_pushlstring(L, s ? s : "", s ? n : 0);
+    lua_setfield(L, -2, key);
+}
+
+static inline void wl_lua_setcstr(lua_State *L, const char *key, const char *s) {
+    lua_pushstring(L, s);
+    lua_setfield(L, -2, key);
+}
+
+static inline void wl_lua_setint(lua_State *L, const char *key, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+static inline void wl_lua_setbool(lua_State *L, const char *key, int v) {
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, key);
+}
+
 /* JSON text -> a Lua value on the stack; raises a Lua error when malformed. */
 void wl_lua_push_json(lua_State *L, const char *json, size_t len);
 

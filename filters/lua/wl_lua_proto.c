@@ -28,26 +28,6 @@ typedef struct {
     const void *ev;
 } wl_lua_event_ctx;
 
-static void wl_lua_setstr(lua_State *L, const char *key, const char *s, size_t n) {
-    lua_pushlstring(L, s ? s : "", s ? n : 0);
-    lua_setfield(L, -2, key);
-}
-
-static void wl_lua_setcstr(lua_State *L, const char *key, const char *s) {
-    lua_pushstring(L, s);
-    lua_setfield(L, -2, key);
-}
-
-static void wl_lua_setint(lua_State *L, const char *key, lua_Integer v) {
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, key);
-}
-
-static void wl_lua_setbool(lua_State *L, const char *key, int v) {
-    lua_pushboolean(L, v);
-    lua_setfield(L, -2, key);
-}
-
 static const char *wl_lua_dir_name(wl_dir d) { return d == WL_DIR_SERVER ? "server" : "client"; }
 
 /* ---- PostgreSQL --------------------------------------------------------------- */

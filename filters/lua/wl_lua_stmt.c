@@ -109,43 +109,45 @@ static void push_global(lua_State *L, int k) {
     lua_remove(L, -2);
 }
 
+/* `txn` picks the event: a transaction (1) or a statement (0). */
+static const char *event_callback(int txn) {
+    return txn ? "envoy_on_transaction" : "envoy_on_statement";
+}
+
+static int script_wants(const wl_lua_vm *vm, int txn) {
+    return (vm->callbacks & (txn ? WL_LUA_CB_TRANSACTION : WL_LUA_CB_STATEMENT)) != 0;
+}
+
 /* Runs as the protected callback: builds the table there, so a memory error
  * while building it aborts this callback only. Arguments: the event (light
- * userdata), the connection object. */
-static int call_stmt(lua_State *L) {
-    const wl_stmt_event *ev = lua_touserdata(L, 1);
-    push_global(L, K_ON_STATEMENT);
+ * userdata), the connection object, whether the event is a transaction. */
+static int call_event(lua_State *L) {
+    const void *ev = lua_touserdata(L, 1);
+    int txn = lua_toboolean(L, 3);
+    push_global(L, txn ? K_ON_TRANSACTION : K_ON_STATEMENT);
     lua_pushvalue(L, 2);
-    wl_lua_push_stmt(L, ev);
+    if (txn) wl_lua_push_txn(L, ev);
+    else wl_lua_push_stmt(L, ev);
     lua_call(L, 2, 0);
     return 0;
 }
 
-static int call_txn(lua_State *L) {
-    const wl_txn_event *ev = lua_touserdata(L, 1);
-    push_global(L, K_ON_TRANSACTION);
-    lua_pushvalue(L, 2);
-    wl_lua_push_txn(L, ev);
-    lua_call(L, 2, 0);
-    return 0;
+static void call_event_at(wl_lua_vm *vm, int conn_index, const void *ev, int txn) {
+    if (!script_wants(vm, txn)) return;
+    lua_State *L = vm->L;
+    lua_pushcfunction(L, call_event); /* light C function, light userdata, boolean: no allocation */
+    lua_pushlightuserdata(L, (void *)ev);
+    lua_pushvalue(L, conn_index);
+    lua_pushboolean(L, txn);
+    wl_lua_call_callback(vm, 3, event_callback(txn));
 }
 
 void wl_lua_call_stmt(wl_lua_vm *vm, int conn_index, const wl_stmt_event *ev) {
-    if (!(vm->callbacks & WL_LUA_CB_STATEMENT)) return;
-    lua_State *L = vm->L;
-    lua_pushcfunction(L, call_stmt); /* light C function and light userdata: no allocation */
-    lua_pushlightuserdata(L, (void *)ev);
-    lua_pushvalue(L, conn_index);
-    wl_lua_call_callback(vm, 2, "envoy_on_statement");
+    call_event_at(vm, conn_index, ev, 0);
 }
 
 void wl_lua_call_txn(wl_lua_vm *vm, int conn_index, const wl_txn_event *ev) {
-    if (!(vm->callbacks & WL_LUA_CB_TRANSACTION)) return;
-    lua_State *L = vm->L;
-    lua_pushcfunction(L, call_txn);
-    lua_pushlightuserdata(L, (void *)ev);
-    lua_pushvalue(L, conn_index);
-    wl_lua_call_callback(vm, 2, "envoy_on_transaction");
+    call_event_at(vm, conn_index, ev, 1);
 }
 
 typedef struct {
@@ -156,22 +158,18 @@ typedef struct {
 
 static void stmt_thunk(lua_State *L, void *ud) {
     wl_lua_stmt_args *a = ud;
-    wl_lua_vm *vm = wl_lua_vm_of(L);
-    luaL_checkstack(L, 6, "statement dispatch");
+    luaL_checkstack(L, 7, "statement dispatch");
     wl_lua_push_conn(L, a->c);
-    int conn = lua_gettop(L);
-    if (a->txn) wl_lua_call_txn(vm, conn, a->ev);
-    else wl_lua_call_stmt(vm, conn, a->ev);
+    call_event_at(wl_lua_vm_of(L), lua_gettop(L), a->ev, a->txn);
 }
 
-void wl_lua_on_stmt(wl_lua_vm *vm, wl_conn *c, const wl_stmt_event *ev) {
-    if (!(vm->callbacks & WL_LUA_CB_STATEMENT)) return;
-    wl_lua_stmt_args a = {c, ev, 0};
-    wl_lua_protected(vm, "envoy_on_statement", stmt_thunk, &a);
+/* Outside a message dispatch: a protected run of its own, with its own conn object. */
+static void on_event(wl_lua_vm *vm, wl_conn *c, const void *ev, int txn) {
+    if (!script_wants(vm, txn)) return;
+    wl_lua_stmt_args a = {c, ev, txn};
+    wl_lua_protected(vm, event_callback(txn), stmt_thunk, &a);
 }
 
-void wl_lua_on_txn(wl_lua_vm *vm, wl_conn *c, const wl_txn_event *ev) {
-    if (!(vm->callbacks & WL_LUA_CB_TRANSACTION)) return;
-    wl_lua_stmt_args a = {c, ev, 1};
-    wl_lua_protected(vm, "envoy_on_transaction", stmt_thunk, &a);
-}
+void wl_lua_on_stmt(wl_lua_vm *vm, wl_conn *c, const wl_stmt_event *ev) { on_event(vm, c, ev, 0); }
+
+void wl_lua_on_txn(wl_lua_vm *vm, wl_conn *c, const wl_txn_event *ev) { on_event(vm, c, ev, 1); }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,3 +34,23 @@ def require_mariadb() -> None:
         mariadb.find_binary("mariadbd")
     except ServerError as exc:
         pytest.skip(f"MariaDB is absent (apt-get install mariadb-server): {exc}")
+
+
+@pytest.fixture(scope="session")
+def pgbench_tables() -> Callable[[object], dict[str, str]]:
+    """pgbench_tables(server): pgbench's tables (scale 1) created in a PostgresServer;
+    returns the libpq environment of a plaintext direct session. Skips the test when
+    pgbench is absent, or pg_stat_statements, which pgbench runs are held against."""
+
+    def init(server) -> dict[str, str]:
+        if shutil.which("pgbench") is None:
+            pytest.skip("pgbench is absent: apt-get install postgresql-client")
+        if not server.pg_stat_statements:
+            pytest.skip("this PostgreSQL build has no pg_stat_statements "
+                        "(apt-get install postgresql-contrib)")
+        env = {**server.env(), "PGSSLMODE": "disable", "PGGSSENCMODE": "disable"}
+        subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, check=True,
+                       capture_output=True, timeout=120)
+        return env
+
+    return init

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,30 +40,6 @@ def trap_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return out
-
-
-@pytest.fixture(scope="module")
-def echo_port() -> Iterator[int]:
-    import threading
-
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def roundtrip(port: int, payload: bytes) -> bytes | None:
@@ -118,8 +93,8 @@ def reads(envoy: EnvoyProcess) -> int:
 
 
 def test_fail_open_closes_the_trapping_connection_and_lets_later_ones_through(
-        trap_wasm: Path, echo_port: int) -> None:
-    with start(trap_wasm, echo_port, "FAIL_OPEN") as envoy:
+        trap_wasm: Path, echo_server) -> None:
+    with start(trap_wasm, echo_server.port, "FAIL_OPEN") as envoy:
         assert roundtrip(envoy.port("t"), b"before") == b"before"
         seen = reads(envoy)
         assert trap_one_connection(envoy.port("t")) == b""
@@ -130,16 +105,16 @@ def test_fail_open_closes_the_trapping_connection_and_lets_later_ones_through(
         assert trap_logs(envoy) == 1
 
 
-def test_fail_closed_refuses_every_later_connection(trap_wasm: Path, echo_port: int) -> None:
-    with start(trap_wasm, echo_port, "FAIL_CLOSED") as envoy:
+def test_fail_closed_refuses_every_later_connection(trap_wasm: Path, echo_server) -> None:
+    with start(trap_wasm, echo_server.port, "FAIL_CLOSED") as envoy:
         assert roundtrip(envoy.port("t"), b"before") == b"before"
         assert trap_one_connection(envoy.port("t")) == b""
         assert [roundtrip(envoy.port("t"), b"after") for _ in range(5)] == [None] * 5
         assert trap_logs(envoy) == 1
 
 
-def test_fail_reload_gives_the_next_connection_a_fresh_vm(trap_wasm: Path, echo_port: int) -> None:
-    with start(trap_wasm, echo_port, "FAIL_RELOAD") as envoy:
+def test_fail_reload_gives_the_next_connection_a_fresh_vm(trap_wasm: Path, echo_server) -> None:
+    with start(trap_wasm, echo_server.port, "FAIL_RELOAD") as envoy:
         assert roundtrip(envoy.port("t"), b"before") == b"before"
         before = envoy.stats.snapshot()
         assert trap_one_connection(envoy.port("t")) == b""

@@ -26,6 +26,7 @@ import pytest
 from wirelab.errors import WirelabError
 from wirelab.fleet import Fleet
 from wirelab.paths import examples_dir
+from wirelab.testing.lua import statement_counter_script, write_lua_project
 from wirelab.xds import FilterEntry, published_manifest
 
 pytestmark = pytest.mark.e2e
@@ -34,26 +35,12 @@ ENVOYS = 3
 LUA_NAME = "lua-fleet-stmts"
 C_NAME = "bytes-counter"
 
-LUA_MANIFEST = f"""\
-name = "{LUA_NAME}"
-language = "lua"
-protocol = "postgres"
-script = "filter.lua"
-
-[config]
-stat_prefix = "fleet"
-"""
-# (The runtime's default metrics_flush_ms: counters are batched for up to 1 s, so
-# the exact totals below also show that no batch is lost when a version retires.)
+# The Lua project keeps the runtime's default metrics_flush_ms: counters are batched for
+# up to 1 s, so the exact totals below also show that no batch is lost when a version
+# retires.
 
 # v1: every CommandComplete is one statement.
-LUA_V1 = """\
-local statements = wirelab.counter("statements")
-envoy_pg_message_types = { client = "", server = "C" }
-function envoy_on_pg_message(conn, msg)
-  if msg.name == "CommandComplete" then statements:inc() end
-end
-"""
+LUA_V1 = statement_counter_script()
 
 # v2: the same count, plus a new metric for SELECTs.
 LUA_V2 = """\
@@ -81,10 +68,7 @@ def psycopg():
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fleet-projects")
-    lua = root / "stmts"
-    lua.mkdir()
-    (lua / "wirelab.toml").write_text(LUA_MANIFEST)
-    (lua / "filter.lua").write_text(LUA_V1)
+    lua = write_lua_project(root / "stmts", LUA_V1, LUA_NAME, stat_prefix="fleet")
     c = root / "bytes-counter"
     shutil.copytree(examples_dir() / "bytes-counter", c, ignore=shutil.ignore_patterns("build"))
     return {"lua": lua, "c": c}
@@ -397,10 +381,7 @@ def test_a_lab_with_xds_runs_the_exported_files_and_republishes_a_saved_filter(
         tmp_path: Path) -> None:
     from wirelab.harness import Lab
 
-    project = tmp_path / "stmts"
-    project.mkdir()
-    (project / "wirelab.toml").write_text(LUA_MANIFEST)
-    (project / "filter.lua").write_text(LUA_V1)
+    project = write_lua_project(tmp_path / "stmts", LUA_V1, LUA_NAME, stat_prefix="fleet")
     with Lab(postgres=True, filters=[project], xds=True) as lab:
         envoy = lab.envoy
         bootstrap = envoy.config_path.read_text()
@@ -449,10 +430,7 @@ def test_fleet_up_and_status_commands(tmp_path: Path) -> None:
     import os
     import signal
 
-    project = tmp_path / "stmts"
-    project.mkdir()
-    (project / "wirelab.toml").write_text(LUA_MANIFEST)
-    (project / "filter.lua").write_text(LUA_V1)
+    project = write_lua_project(tmp_path / "stmts", LUA_V1, LUA_NAME, stat_prefix="fleet")
     state = tmp_path / "fleet.json"
     root = tmp_path / "xds"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "toolchain")}

@@ -17,7 +17,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from wirelab.harness.filters import plugin_config_for
 from wirelab.parity import compare, run_in_envoy
 from wirelab.paths import examples_dir, filters_dir
 from wirelab.project import Project
+from wirelab.testing import pgstats
 
 pytestmark = pytest.mark.e2e
 
@@ -123,28 +123,8 @@ end
 """
 
 
-def _echo_server() -> tuple[socket.socket, threading.Thread]:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def serve() -> None:  # a thread per connection: several talk at once
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return server, thread
-
-
-def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Path) -> None:
+def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Path,
+                                                                   echo_server) -> None:
     """An endless loop, an endless pcall loop and a memory bomb in the native
     runtime: each aborts its callback only (budget_exceeded 2, memory_exceeded 1),
     every byte is echoed back unchanged, Envoy keeps serving."""
@@ -158,36 +138,32 @@ def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Pa
     project = Project.load(project_dir)
     so = build_project(project, target="native").wasm
     assert so == project_dir / "build" / "librunaway.so"
-    server, _ = _echo_server()
     spec = FilterSpec("runaway", so, plugin_config_for(project), target="native")
-    try:
-        with EnvoyProcess([ListenerSpec("echo", server.getsockname(), [spec])]) as envoy:
-            with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
-                for payload in (b"a", b"bb", b"ccc", b"dddd"):
-                    c.sendall(payload)  # one read each: the echo comes back before the next
-                    got = b""
-                    while len(got) < len(payload):
-                        got += c.recv(65536)
-                    assert got == payload
-            # four reads, then the client's end of stream: a fifth, empty one
-            envoy.stats.wait_for("lua.t.calls", 5)
-            snap = envoy.stats.snapshot()
-            assert snap.counter("lua.t.budget_exceeded") == 2
-            assert snap.counter("lua.t.memory_exceeded") == 1
-            assert snap.counter("lua.t.script_errors") == 3
-            assert snap.counter("lua.t.ok") == 2
-            # One connection, three errors: only its first is logged (API.md, "Errors"),
-            # the others are counted above.
-            line = "instruction budget exceeded (2000000 instructions)"
-            deadline = time.monotonic() + 10  # Envoy's log reaches its file a bit later
-            while line not in envoy.log_tail() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            log = envoy.log_tail(10_000)
-            assert line in log
-            assert "(error #1)" in log and "(error #2)" not in log and "(error #3)" not in log
-            assert "not enough memory" not in log
-    finally:
-        server.close()
+    with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])]) as envoy:
+        with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
+            for payload in (b"a", b"bb", b"ccc", b"dddd"):
+                c.sendall(payload)  # one read each: the echo comes back before the next
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(65536)
+                assert got == payload
+        # four reads, then the client's end of stream: a fifth, empty one
+        envoy.stats.wait_for("lua.t.calls", 5)
+        snap = envoy.stats.snapshot()
+        assert snap.counter("lua.t.budget_exceeded") == 2
+        assert snap.counter("lua.t.memory_exceeded") == 1
+        assert snap.counter("lua.t.script_errors") == 3
+        assert snap.counter("lua.t.ok") == 2
+        # One connection, three errors: only its first is logged (API.md, "Errors"),
+        # the others are counted above.
+        line = "instruction budget exceeded (2000000 instructions)"
+        deadline = time.monotonic() + 10  # Envoy's log reaches its file a bit later
+        while line not in envoy.log_tail() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = envoy.log_tail(10_000)
+        assert line in log
+        assert "(error #1)" in log and "(error #2)" not in log and "(error #3)" not in log
+        assert "not enough memory" not in log
 
 
 # ---------------------------------------------------------------- truth: pgbench, two workers
@@ -201,62 +177,24 @@ def _server():
         pytest.skip(f"no PostgreSQL: {exc}")
 
 
-def _direct(pg):
-    import psycopg
-
-    return psycopg.connect(**pg.conninfo(), sslmode="disable", autocommit=True)
-
-
-def _sessions(pg) -> int:
-    with _direct(pg) as conn:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        return conn.execute("SELECT sessions FROM pg_stat_database "
-                            "WHERE datname = current_database()").fetchone()[0]
-
-
-def _dml_calls_and_select_rows(pg) -> tuple[int, int]:
-    with _direct(pg) as conn:
-        rows = conn.execute(
-            "SELECT query, calls, rows FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg\\_stat%' "
-            "AND upper(split_part(ltrim(query), ' ', 1)) "
-            "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')").fetchall()
-    selected = sum(r[2] for r in rows if r[0].lstrip().upper().startswith("SELECT"))
-    return sum(r[1] for r in rows), selected
-
-
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
-def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(builds, mode: str):
+def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(
+        builds, pgbench_tables, mode: str):
     pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
-    if shutil.which("pgbench") is None:
-        pytest.skip("pgbench is absent: apt-get install postgresql-client")
     _, so, _ = builds("postgres")
     with _server() as pg:
-        if not pg.pg_stat_statements:
-            pytest.skip("this PostgreSQL build has no pg_stat_statements "
-                        "(apt-get install postgresql-contrib)")
-        env = {**pg.env(), "PGSSLMODE": "disable", "PGGSSENCMODE": "disable"}
-        subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, check=True,
-                       capture_output=True, timeout=120)
+        env = pgbench_tables(pg)
         spec = FilterSpec("postgres", so, {"stat_prefix": mode}, target="native")
         listeners = [ListenerSpec("pg", (pg.host, pg.port), [spec])]
         with EnvoyProcess(listeners, concurrency=2) as envoy:
-            with _direct(pg) as conn:
-                conn.execute("SELECT pg_stat_statements_reset()")
-            first = _sessions(pg)
-            reader = _sessions(pg) - first
-            before = first + reader
+            pgstats.reset_statements(pg)
+            logins = pgstats.Sessions(pg)
             proxied = {**env, "PGPORT": str(envoy.port("pg"))}
             # 8 clients, connected at once: the kernel spreads them over both workers
             subprocess.run(["pgbench", "-n", "-c", "8", "-j", "4", "-t", "25", "-M", mode],
                            env=proxied, check=True, capture_output=True, timeout=300)
-            deadline = time.monotonic() + 10
-            while (sessions := _sessions(pg) - before - reader) != 9:
-                if time.monotonic() > deadline:
-                    break
-                before += reader
-                time.sleep(0.2)
-            dml, selected_rows = _dml_calls_and_select_rows(pg)
+            sessions = logins.since(expected=9)
+            truth = pgstats.statements(pg)
             envoy.stats.wait_for(f"postgres.{mode}.sessions_active", 0)
             snap = envoy.stats.snapshot()
             port = envoy.port("pg")
@@ -269,10 +207,11 @@ def test_pgbench_through_the_native_filter_on_two_workers_matches_postgres(build
             assert sum(per_worker) == 9 and min(per_worker) >= 1, per_worker
             # 8 clients x 25 TPC-B transactions of 7 statements, plus pgbench's 2 setup SELECTs
             assert c("statements") == 8 * 25 * 7 + 2
-            assert c("statements") - c("statements_other") == dml == 8 * 25 * 5 + 2
+            assert c("statements") - c("statements_other") == truth.dml_calls == 8 * 25 * 5 + 2
             assert c("statements_update") == 8 * 25 * 3
             assert c("statements_insert") == 8 * 25
-            assert c("rows_returned") == selected_rows
+            # one row per SELECT: each transaction's balance, pgbench's 2 setup queries
+            assert c("rows_returned") == truth.rows_selected == 8 * 25 + 2
             assert c("decoder_errors") == 0 and c("errors") == 0
             assert c("sessions") == sessions == 9
             envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 8 * 25)
@@ -316,41 +255,37 @@ def test_prometheus_series_are_the_same_from_a_native_only_envoy(builds, protoco
     assert from_native == from_wasm
 
 
-def test_the_native_lua_runtime_runs_one_vm_per_worker(builds) -> None:
+def test_the_native_lua_runtime_runs_one_vm_per_worker(builds, echo_server) -> None:
     """tcp-bytes natively on Envoy --concurrency 2, connections on both workers
     talking at once: every connection and byte is counted once, by the VM of
     the worker that carries it."""
     _, so, config = builds("lua/tcp-bytes")
-    server, _ = _echo_server()
     spec = FilterSpec("tcpbytes", so, config, target="native")
-    try:
-        with EnvoyProcess([ListenerSpec("echo", server.getsockname(), [spec])],
-                          concurrency=2) as envoy:
-            held = _open_on_both_workers(
-                envoy, None, per_worker=3, listener="echo",
-                connect=lambda port: socket.create_connection(("127.0.0.1", port), timeout=10))
-            conns = held[0] + held[1]
-            sent = 0
-            for rnd in range(20):  # interleaved: both workers' VMs run at the same time
-                for k, c in enumerate(conns):
-                    payload = bytes([65 + k]) * (100 + 37 * k + rnd)
-                    c.sendall(payload)
-                    got = b""
-                    while len(got) < len(payload):
-                        got += c.recv(65536)
-                    assert got == payload
-                    sent += len(payload)
-            for c in conns:
-                c.close()
-            envoy.stats.wait_for("lua.tcpbytes.open_connections", 0)
-            envoy.stats.wait_for("lua.tcpbytes.connection_bytes", len(conns))
-            snap = envoy.stats.snapshot()
-            assert snap.counter("lua.tcpbytes.connections") == len(conns)
-            assert snap.counter("lua.tcpbytes.bytes.direction=client") == sent
-            assert snap.counter("lua.tcpbytes.bytes.direction=server") == sent
-            assert snap.counter("lua.tcpbytes.script_errors") == 0
-    finally:
-        server.close()
+    with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])],
+                      concurrency=2) as envoy:
+        held = _open_on_both_workers(
+            envoy, None, per_worker=3, listener="echo",
+            connect=lambda port: socket.create_connection(("127.0.0.1", port), timeout=10))
+        conns = held[0] + held[1]
+        sent = 0
+        for rnd in range(20):  # interleaved: both workers' VMs run at the same time
+            for k, c in enumerate(conns):
+                payload = bytes([65 + k]) * (100 + 37 * k + rnd)
+                c.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(65536)
+                assert got == payload
+                sent += len(payload)
+        for c in conns:
+            c.close()
+        envoy.stats.wait_for("lua.tcpbytes.open_connections", 0)
+        envoy.stats.wait_for("lua.tcpbytes.connection_bytes", len(conns))
+        snap = envoy.stats.snapshot()
+        assert snap.counter("lua.tcpbytes.connections") == len(conns)
+        assert snap.counter("lua.tcpbytes.bytes.direction=client") == sent
+        assert snap.counter("lua.tcpbytes.bytes.direction=server") == sent
+        assert snap.counter("lua.tcpbytes.script_errors") == 0
 
 
 # ---------------------------------------------- ticks: held counters, idle connections
@@ -392,13 +327,6 @@ def _open_on_both_workers(envoy, pg, per_worker: int, listener: str = "pg",
     pytest.fail(f"the kernel put every connection on one worker: {[len(v) for v in held.values()]}")
 
 
-def _tick_query_calls(pg) -> int:
-    with _direct(pg) as conn:
-        row = conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                           "WHERE query = %s", (TICK_QUERY,)).fetchone()
-    return int(row[0])
-
-
 @pytest.fixture(scope="module")
 def tick_pg():
     pytest.importorskip("psycopg", reason="psycopg is absent: pip install 'psycopg[binary]'")
@@ -409,29 +337,29 @@ def tick_pg():
         yield pg
 
 
-def _reset_statements(pg) -> None:
-    with _direct(pg) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
+def _two_worker_envoy(builds, pg, prefix: str, metrics_flush_ms: int) -> EnvoyProcess:
+    """Envoy --concurrency 2 with the native postgres filter in front of `pg`; the
+    server's pg_stat_statements is reset for the test."""
+    _, so, _ = builds("postgres")
+    spec = FilterSpec("postgres", so, {"stat_prefix": prefix, "metrics_flush_ms": metrics_flush_ms},
+                      target="native")
+    pgstats.reset_statements(pg)
+    return EnvoyProcess([ListenerSpec("pg", (pg.host, pg.port), [spec])], concurrency=2)
 
 
 def test_held_counters_of_idle_connections_on_two_workers_reach_envoy_on_the_tick(builds, tick_pg):
     """metrics_flush_ms 200, Envoy --concurrency 2: statements run on connections
     that then sit idle reach Envoy with no further traffic (the per-worker tick),
     also after the connection each worker ticks through has closed."""
-    _, so, _ = builds("postgres")
-    spec = FilterSpec("postgres", so, {"stat_prefix": "tick", "metrics_flush_ms": 200},
-                      target="native")
-    listeners = [ListenerSpec("pg", (tick_pg.host, tick_pg.port), [spec])]
-    with EnvoyProcess(listeners, concurrency=2) as envoy:
-        _reset_statements(tick_pg)
+    with _two_worker_envoy(builds, tick_pg, "tick", metrics_flush_ms=200) as envoy:
         held = _open_on_both_workers(envoy, tick_pg, per_worker=2)
         try:
             conns = held[0] + held[1]
             for conn in conns:
                 conn.execute(TICK_QUERY)
             # no byte moves from here on: only the tick can send the held counts
-            envoy.stats.wait_for("postgres.tick.statements", _tick_query_calls(tick_pg))
-            assert _tick_query_calls(tick_pg) == len(conns)
+            envoy.stats.wait_for("postgres.tick.statements", pgstats.calls(tick_pg, TICK_QUERY))
+            assert pgstats.calls(tick_pg, TICK_QUERY) == len(conns)
             assert envoy.stats.snapshot().counter("postgres.tick.sessions") == len(conns)
 
             # close each worker's first connection (the one its tick went through)
@@ -441,7 +369,7 @@ def test_held_counters_of_idle_connections_on_two_workers_reach_envoy_on_the_tic
             for conn in held[0] + held[1]:
                 conn.execute(TICK_QUERY)
                 conn.execute(TICK_QUERY)
-            expected = _tick_query_calls(tick_pg)
+            expected = pgstats.calls(tick_pg, TICK_QUERY)
             assert expected == len(conns) + 2 * (len(conns) - 2)
             envoy.stats.wait_for("postgres.tick.statements", expected)
         finally:
@@ -453,17 +381,12 @@ def test_held_counters_are_sent_when_their_connection_ends(builds, tick_pg):
     """metrics_flush_ms 60000 (no tick during the test): statements on open
     connections stay in the module; closing the connections sends them, complete
     by the time sessions_active drops to 0."""
-    _, so, _ = builds("postgres")
-    spec = FilterSpec("postgres", so, {"stat_prefix": "held", "metrics_flush_ms": 60000},
-                      target="native")
-    listeners = [ListenerSpec("pg", (tick_pg.host, tick_pg.port), [spec])]
-    with EnvoyProcess(listeners, concurrency=2) as envoy:
-        _reset_statements(tick_pg)
+    with _two_worker_envoy(builds, tick_pg, "held", metrics_flush_ms=60000) as envoy:
         held = _open_on_both_workers(envoy, tick_pg, per_worker=1)
         conns = held[0] + held[1]
         for conn in conns:
             conn.execute(TICK_QUERY)
-        calls = _tick_query_calls(tick_pg)
+        calls = pgstats.calls(tick_pg, TICK_QUERY)
         assert calls == len(conns)
         envoy.stats.wait_for("postgres.held.sessions_active", len(conns))
         assert envoy.stats.snapshot().counter("postgres.held.statements") == 0
@@ -508,4 +431,5 @@ def test_a_new_c_project_builds_and_passes_its_e2e_test_on_both_targets(tmp_path
     passed = [ln.split("::")[0] for ln in out.splitlines()
               if ln.startswith("tests/") and "PASSED" in ln]
     assert passed.count("tests/test_e2e.py") == 2
-    assert passed.count("tests/test_filter.py") >= 1
+    # the generated unit tests (four) run once, in the emulator
+    assert passed.count("tests/test_filter.py") == 4

@@ -11,8 +11,6 @@ and outside transactions, savepoints, pipelines and autocommit statements).
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +18,8 @@ import pytest
 
 from wirelab.envoy import EnvoyProcess, FilterSpec, ListenerSpec
 from wirelab.envoy.stats import server_bytes_window
+from wirelab.testing import pgstats
+from wirelab.truth.figures import PG_KINDS
 
 pytestmark = pytest.mark.e2e
 
@@ -37,51 +37,9 @@ def _server():
         pytest.skip(f"no PostgreSQL with TLS: {exc}")
 
 
-def _direct(pg):
-    import psycopg
-
-    return psycopg.connect(**pg.conninfo(), sslmode="disable", autocommit=True)
-
-
-def _statements(pg) -> tuple[int, int, int]:
-    """(calls, rows of SELECTs, rows of other statements) since the reset, without
-    our own pg_stat_statements queries and the TLS session's `SELECT 4242`
-    (normalised to `SELECT $1`), which the filter cannot see."""
-    with _direct(pg) as conn:
-        rows = conn.execute(
-            "SELECT query, calls, rows FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg\\_stat%' AND query <> 'SELECT $1'"
-        ).fetchall()
-    calls = sum(r[1] for r in rows)
-    selected = sum(r[2] for r in rows if r[0].lstrip().upper().startswith("SELECT"))
-    other = sum(r[2] for r in rows if not r[0].lstrip().upper().startswith("SELECT"))
-    return calls, selected, other
-
-
-def _db_sessions(pg) -> int:
-    """pg_stat_database.sessions of the test database, after flushing our stats."""
-    with _direct(pg) as conn:
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        return conn.execute("SELECT sessions FROM pg_stat_database "
-                            "WHERE datname = current_database()").fetchone()[0]
-
-
-def _sessions_baseline(pg) -> tuple[int, int]:
-    """(sessions now, sessions one reading connection adds)."""
-    first = _db_sessions(pg)
-    second = _db_sessions(pg)
-    return second, second - first
-
-
-def _dml_calls(pg) -> int:
-    """pg_stat_statements calls of SELECT/INSERT/UPDATE/DELETE since the reset."""
-    with _direct(pg) as conn:
-        return conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-            "WHERE query NOT ILIKE '%pg\\_stat%' "
-            "AND upper(split_part(ltrim(query), ' ', 1)) "
-            "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')"
-        ).fetchone()[0]
+# The TLS session's `SELECT 4242` (normalised to `SELECT $1`): the filter cannot
+# look inside TLS, so it is not in the server's figures the tests compare.
+UNSEEN = ("SELECT $1",)
 
 
 def _workload(pg, port: int) -> None:
@@ -126,10 +84,9 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
                         "(apt-get install postgresql-contrib)")
         spec = FilterSpec("postgres", pg_wasm, {"stat_prefix": "app", "slow_threshold_ms": 0})
         with EnvoyProcess([ListenerSpec("pg", (pg.host, pg.port), [spec])]) as envoy:
-            with _direct(pg) as conn:
-                conn.execute("SELECT pg_stat_statements_reset()")
+            pgstats.reset_statements(pg)
             _workload(pg, envoy.port("pg"))
-            calls, selected_rows, other_rows = _statements(pg)
+            truth = pgstats.statements(pg, exclude=UNSEEN)
             stats = envoy.stats
             stats.wait_for("tcp.pg.downstream_cx_total", 3)
             stats.wait_for("postgres.app.sessions_active", 0)
@@ -142,10 +99,10 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             # BEGIN INSERT ROLLBACK, 3 pipelined INSERT, COPY, DROP: 28. After the
             # ROLLBACK psycopg sends DEALLOCATE ALL, which has a CommandComplete
             # but is not tracked by pg_stat_statements.
-            assert calls == 28
-            assert c("statements") == calls + 1
-            assert c("rows_returned") == selected_rows == 15 + 1
-            assert c("rows_affected") == other_rows == 10 + 3 + 1 + 1 + 1 + 3 + 20
+            assert truth.calls == 28
+            assert c("statements") == truth.calls + 1
+            assert c("rows_returned") == truth.rows_selected == 15 + 1
+            assert c("rows_affected") == truth.rows_other == 10 + 3 + 1 + 1 + 1 + 3 + 20
             assert c("statements_insert") == 15 and c("statements_select") == 4
             assert c("statements_other") == 8
             # explicit: one COMMIT, one ROLLBACK. Implicit (one per simple Query or
@@ -176,37 +133,21 @@ def test_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
             stats.wait_for("postgres.app.statement_latency_us.type=insert", 15)
 
 
-def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
+def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path, pgbench_tables) -> None:
     import subprocess
 
-    if shutil.which("pgbench") is None:
-        pytest.skip("pgbench is absent: apt-get install postgresql-client")
     with _server() as pg:
-        if not pg.pg_stat_statements:
-            pytest.skip("this PostgreSQL build has no pg_stat_statements "
-                        "(apt-get install postgresql-contrib)")
-        env = {**pg.env(), "PGSSLMODE": "disable", "PGGSSENCMODE": "disable"}
-        subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, check=True,
-                       capture_output=True, timeout=120)
+        env = pgbench_tables(pg)
         for mode in ("simple", "extended", "prepared"):
             spec = FilterSpec("postgres", pg_wasm, {"stat_prefix": mode})
             with EnvoyProcess([ListenerSpec("pg", (pg.host, pg.port), [spec])]) as envoy:
-                with _direct(pg) as conn:
-                    conn.execute("SELECT pg_stat_statements_reset()")
-                before, reader = _sessions_baseline(pg)
+                pgstats.reset_statements(pg)
+                logins = pgstats.Sessions(pg)
                 proxied = {**env, "PGPORT": str(envoy.port("pg"))}
                 subprocess.run(["pgbench", "-n", "-c", "2", "-j", "1", "-t", "40", "-M", mode],
                                env=proxied, check=True, capture_output=True, timeout=300)
-                # Backends report their session at exit; each reading connection
-                # adds `reader` itself.
-                deadline = time.monotonic() + 10
-                while (sessions := _db_sessions(pg) - before - reader) != 3:
-                    if time.monotonic() > deadline:
-                        break
-                    before += reader
-                    time.sleep(0.2)
-                calls, selected_rows, _ = _statements(pg)
-                dml = _dml_calls(pg)
+                sessions = logins.since(expected=3)
+                truth = pgstats.statements(pg, exclude=UNSEEN)
                 envoy.stats.wait_for(f"postgres.{mode}.sessions_active", 0)
                 snap = envoy.stats.snapshot()
 
@@ -219,12 +160,14 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
                 # the exact check against it is on SELECT/INSERT/UPDATE/DELETE.
                 assert c("statements") == 2 * 40 * 7 + 2, mode
                 if mode != "prepared":
-                    assert c("statements") == calls, mode
-                assert c("statements") - c("statements_other") == dml == 2 * 40 * 5 + 2, mode
+                    assert c("statements") == truth.calls, mode
+                assert (c("statements") - c("statements_other") == truth.dml_calls
+                        == 2 * 40 * 5 + 2), mode
                 assert c("statements_update") == 2 * 40 * 3, mode
                 assert c("statements_insert") == 2 * 40, mode
                 assert c("transactions_commit") - c("transactions") == 0, mode
-                assert c("rows_returned") == selected_rows, mode
+                # one row per SELECT: each transaction's balance, pgbench's 2 setup queries
+                assert c("rows_returned") == truth.rows_selected == 2 * 40 + 2, mode
                 assert c("decoder_errors") == 0 and c("errors") == 0, mode
                 envoy.stats.wait_for(f"postgres.{mode}.transaction_latency_us", 80)
                 # pg_stat_database.sessions saw pgbench's 3 logins, as the filter did.
@@ -234,97 +177,58 @@ def test_pgbench_counts_match_pg_stat_statements(pg_wasm: Path) -> None:
 # ---------------------------------------------------------------- transactions: pg_stat_database
 
 # The filter's transactions_commit / transactions_rollback against PostgreSQL's
-# own xact_commit / xact_rollback of a database that only the workload uses:
-# autovacuum is off (its workers' transactions would count there too), the
-# reader sits in another database (its own transactions count there, not in
-# `truth`; the test checks that two reads in a row agree), and every backend of
-# the workload has exited (backends flush their stats on exit) before a read.
-# PostgreSQL also counts one commit per login (InitPostgres reads the catalogs
-# in a transaction), which no wire message shows: that cost is measured in the
-# same run with a login that does nothing, and added per session the filter saw.
-
-TRUTH_DB = "truth"
+# own xact_commit / xact_rollback of a database that only the workload uses, read
+# by the driver matrix's reader (wirelab.truth.pg_server.PgTruth): autovacuum is
+# off (its workers' transactions would count there too), the reader sits in
+# another database, and every backend of the workload has exited (backends flush
+# their stats on exit) before a read. PostgreSQL also counts one commit per login
+# (InitPostgres reads the catalogs in a transaction), which no wire message shows:
+# PgTruth measures that cost with a login that does nothing and takes it off.
 
 
 class Truth:
-    def __init__(self, lab, reader) -> None:
+    def __init__(self, lab, server) -> None:
         self.lab = lab
-        self.reader = reader
+        self.server = server  # a PgTruth, prepared: its database is the workload's
 
     def info(self) -> dict:
-        return {**self.lab.pg_conninfo(), "dbname": TRUTH_DB, "sslmode": "disable",
+        return {**self.lab.pg_conninfo(), "dbname": self.server.db, "sslmode": "disable",
                 "gssencmode": "disable"}
 
     def env(self) -> dict[str, str]:
-        return {**self.lab.pg_env(), "PGDATABASE": TRUTH_DB, "PGSSLMODE": "disable",
+        return {**self.lab.pg_env(), "PGDATABASE": self.server.db, "PGSSLMODE": "disable",
                 "PGGSSENCMODE": "disable"}
-
-    def xacts(self) -> tuple[int, int]:
-        """(xact_commit, xact_rollback) of the truth database once its backends are gone."""
-        deadline = time.monotonic() + 15
-        while self.reader.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                                  (TRUTH_DB,)).fetchone()[0]:
-            assert time.monotonic() < deadline, "backends of the truth database linger"
-            time.sleep(0.02)
-        self.reader.execute("SELECT pg_stat_clear_snapshot()")
-        return self.reader.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database "
-                                   "WHERE datname = %s", (TRUTH_DB,)).fetchone()
-
-    def calls(self, dml_only: bool = False) -> int:
-        """Top-level pg_stat_statements calls in the truth database since the reset."""
-        where = ("AND upper(split_part(ltrim(query), ' ', 1)) "
-                 "IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')") if dml_only else ""
-        return self.reader.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
-            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s AND s.toplevel "
-            + where, (TRUTH_DB,)).fetchone()[0]
 
 
 @pytest.fixture(scope="module")
 def truth():
     import subprocess
 
-    import psycopg
-
     from wirelab.harness import Lab
+    from wirelab.truth.pg_server import PgTruth
 
     with Lab(postgres=True, filters=[Path(__file__).resolve().parents[2] / "filters" / "postgres"],
              filter_config={"stat_prefix": "truth", "slow_threshold_ms": 0}, tls=False) as lab:
         if not lab.postgres.pg_stat_statements:
             pytest.skip("this PostgreSQL build has no pg_stat_statements")
-        direct = {**lab.pg_conninfo(direct=True), "sslmode": "disable"}
-        with psycopg.connect(**direct, autocommit=True) as reader:
-            reader.execute(f"CREATE DATABASE {TRUTH_DB}")
-            reader.execute("ALTER SYSTEM SET autovacuum = off")
-            reader.execute("SELECT pg_reload_conf()")
-            deadline = time.monotonic() + 10
-            while True:  # new backends start with the reloaded setting
-                with psycopg.connect(**direct) as probe:
-                    if probe.execute("SHOW autovacuum").fetchone()[0] == "off":
-                        break
-                assert time.monotonic() < deadline, "autovacuum = off did not take effect"
-                time.sleep(0.05)
-            with psycopg.connect(**{**direct, "dbname": TRUTH_DB}, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                conn.execute("CREATE TABLE mixed (id int PRIMARY KEY, v text)")
-            t = Truth(lab, reader)
-            subprocess.run(["pgbench", "-i", "-s", "1", "-q"],
-                           env={**t.env(), "PGPORT": str(lab.postgres.port)},
-                           check=True, capture_output=True, timeout=120)
-            yield t
+        server = PgTruth(lab.postgres)
+
+        def setup(conn, direct) -> None:
+            conn.execute("CREATE TABLE mixed (id int PRIMARY KEY, v text)")
+            env = {**lab.pg_env(), "PGDATABASE": direct.database, "PGPORT": str(direct.port),
+                   "PGSSLMODE": "disable", "PGGSSENCMODE": "disable"}
+            subprocess.run(["pgbench", "-i", "-s", "1", "-q"], env=env, check=True,
+                           capture_output=True, timeout=120)
+
+        try:
+            server.prepare("e2e", setup)
+            yield Truth(lab, server)
+        finally:
+            server.close()
 
 
-def _login_cost(t: Truth) -> int:
-    """Commits PostgreSQL counts for one login that runs nothing; and the
-    reader's own reads add none to the truth database."""
-    import psycopg
-
-    first = t.xacts()
-    assert t.xacts() == first  # reading costs the truth database nothing
-    psycopg.connect(**{**t.info(), "port": t.lab.postgres.port}).close()  # direct
-    after = t.xacts()
-    assert after[1] == first[1]
-    return after[0] - first[0]
+def _dml(server: dict[str, int]) -> int:
+    return sum(server[k] for k in PG_KINDS)
 
 
 def _filter_deltas(t: Truth) -> dict[str, int]:
@@ -339,13 +243,11 @@ def _filter_deltas(t: Truth) -> dict[str, int]:
 def test_pgbench_transactions_match_pg_stat_database(truth: Truth, mode: str) -> None:
     import subprocess
 
-    login = _login_cost(truth)
-    truth.reader.execute("SELECT pg_stat_statements_reset()")
-    before = truth.xacts()
+    truth.server.begin()
     truth.lab.mark()
     subprocess.run(["pgbench", "-n", "-c", "2", "-j", "1", "-t", "20", "-M", mode],
                    env=truth.env(), check=True, capture_output=True, timeout=120)
-    commit, rollback = (a - b for a, b in zip(truth.xacts(), before, strict=True))
+    server = truth.server.end()
     f = _filter_deltas(truth)
     # Worked out from pgbench: its setup connection's 2 SELECTs, 2 clients x 20
     # TPC-B transactions; -M prepared also prepares BEGIN (Parse + Sync) outside
@@ -353,13 +255,13 @@ def test_pgbench_transactions_match_pg_stat_database(truth: Truth, mode: str) ->
     assert f["transactions_commit"] == 2 + 40 + (2 if mode == "prepared" else 0), mode
     assert f["transactions_rollback"] == 0 and f["sessions"] == 3, mode
     # ... and PostgreSQL's own accounting agrees.
-    assert commit == f["transactions_commit"] + login * f["sessions"], (mode, login, f)
-    assert rollback == f["transactions_rollback"], mode
+    assert (server["commit"], server["rollback"], server["sessions"]) == (
+        f["transactions_commit"], f["transactions_rollback"], f["sessions"]), (mode, server, f)
     # Statements: pg_stat_statements counts BEGIN/END run as named prepared
     # statements once per connection, so -M prepared is compared on DML.
-    assert f["statements"] - f["statements_other"] == truth.calls(dml_only=True), mode
+    assert f["statements"] - f["statements_other"] == _dml(server) == 2 + 40 * 5, mode
     if mode != "prepared":
-        assert f["statements"] == truth.calls() == 2 + 40 * 7, mode
+        assert f["statements"] == _dml(server) + server["other"] == 2 + 40 * 7, mode
 
 
 def test_mixed_workload_matches_pg_stat_database(truth: Truth) -> None:
@@ -369,9 +271,7 @@ def test_mixed_workload_matches_pg_stat_database(truth: Truth) -> None:
     import psycopg
 
     asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is absent: pip install asyncpg")
-    login = _login_cost(truth)
-    truth.reader.execute("SELECT pg_stat_statements_reset()")
-    before = truth.xacts()
+    truth.server.begin()
     truth.lab.mark()
     ins = "INSERT INTO mixed VALUES (%s, %s)"
     with psycopg.connect(**truth.info(), autocommit=True) as conn:
@@ -421,7 +321,7 @@ def test_mixed_workload_matches_pg_stat_database(truth: Truth) -> None:
     left_open.close()                                                     # R6: Terminate
 
     async def run_asyncpg() -> None:
-        info = {**truth.lab.pg_conninfo(driver="asyncpg"), "database": TRUTH_DB}
+        info = {**truth.lab.pg_conninfo(driver="asyncpg"), "database": truth.server.db}
         conn = await asyncpg.connect(**info, ssl=False)
         try:
             await conn.fetch("SELECT v FROM mixed WHERE id >= $1", 100)   # C11
@@ -436,18 +336,15 @@ def test_mixed_workload_matches_pg_stat_database(truth: Truth) -> None:
     subprocess.run(["psql", "-X", "-q", "-c", "SELECT 1; SELECT 2"], env=truth.env(),
                    check=True, capture_output=True, timeout=30)              # C14: one Query
 
-    commit, rollback = (a - b for a, b in zip(truth.xacts(), before, strict=True))
+    server = truth.server.end()
     f = _filter_deltas(truth)
     assert f["sessions"] == 6
     assert f["transactions_commit"] == 14 and f["transactions_rollback"] == 6, f
-    assert commit == f["transactions_commit"] + login * f["sessions"], (login, f)
-    assert rollback == f["transactions_rollback"]
+    assert (server["commit"], server["rollback"], server["sessions"]) == (
+        f["transactions_commit"], f["transactions_rollback"], f["sessions"]), (server, f)
     # Completed statements (failed ones have no CommandComplete and no
     # pg_stat_statements entry): 1+1+1+2, pipeline 3, the failed pipeline's
     # first INSERT, 7 in the savepoint transaction, 3, 2, 3, 3, COPY, the open
     # transaction's 2, asyncpg 1+3+3, psql 2.
-    rows = truth.reader.execute(
-        "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
-        "WHERE d.datname = %s AND s.toplevel ORDER BY query", (TRUTH_DB,)).fetchall()
-    assert f["statements"] == truth.calls() == 5 + 3 + 1 + 7 + 3 + 2 + 3 + 3 + 1 + 2 + 7 + 2, (
-        f, rows)
+    assert f["statements"] == _dml(server) + server["other"] == \
+        5 + 3 + 1 + 7 + 3 + 2 + 3 + 3 + 1 + 2 + 7 + 2, (f, truth.server.statements())

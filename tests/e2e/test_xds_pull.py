@@ -19,6 +19,7 @@ import pytest
 
 from wirelab.errors import WirelabError
 from wirelab.paths import examples_dir
+from wirelab.testing.lua import statement_counter_script, write_lua_project
 from wirelab.xds import FleetSpec, XListener, export, published_manifest
 from wirelab.xds.envoy import XdsEnvoy
 from wirelab.xds.fleetfile import FilterEntry
@@ -27,26 +28,6 @@ from wirelab.xds.pull import pull
 from wirelab.xds.status import envoy_state
 
 pytestmark = pytest.mark.e2e
-
-LUA_MANIFEST = """\
-name = "pulled"
-language = "lua"
-protocol = "postgres"
-script = "filter.lua"
-
-[config]
-stat_prefix = "pulled"
-metrics_flush_ms = 0
-"""
-SCRIPT = """\
-local statements = wirelab.counter("statements")
-{extra}
-envoy_pg_message_types = {{ client = "", server = "C" }}
-function envoy_on_pg_message(conn, msg)
-  if msg.name == "CommandComplete" then statements:inc() end
-end
-"""
-
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator:
@@ -70,10 +51,8 @@ def wait_value(envoy: XdsEnvoy, name: str, want: int, timeout: float = 15.0) -> 
 
 def test_pull_from_an_http_origin_switches_a_hosts_envoy(postgres, tmp_path: Path) -> None:
     bucket, host = tmp_path / "bucket", tmp_path / "host"
-    lua = tmp_path / "lua"
-    lua.mkdir()
-    (lua / "wirelab.toml").write_text(LUA_MANIFEST)
-    (lua / "filter.lua").write_text(SCRIPT.format(extra=""))
+    lua = write_lua_project(tmp_path / "lua", statement_counter_script(), name="pulled",
+                            stat_prefix="pulled", metrics_flush_ms=0)
     c = tmp_path / "bytes-counter"
     shutil.copytree(examples_dir() / "bytes-counter", c, ignore=shutil.ignore_patterns("build"))
     port = port_for.select_random()
@@ -92,7 +71,7 @@ def test_pull_from_an_http_origin_switches_a_hosts_envoy(postgres, tmp_path: Pat
             assert wait_value(envoy, "lua.pulled.statements", 3) == 3
 
             # A new script is exported to the bucket; the host runs the old one until it pulls.
-            (lua / "filter.lua").write_text(SCRIPT.format(extra='wirelab.counter("added")'))
+            (lua / "filter.lua").write_text(statement_counter_script("added"))
             second = export(spec(), bucket, root=host, envoy_check=False)
             assert second.changed == ["pulled"]
             time.sleep(0.5)

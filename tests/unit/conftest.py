@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -44,6 +45,21 @@ class FuelMeter:
 
     def spent(self) -> int:
         return sum(10**15 - s.get_fuel() for s in self.stores)
+
+    def per_round_trip(self, conn: Any, client: bytes, server: bytes, n: int = 50) -> float:
+        """Instructions per round trip (`client` read, then `server` read; no client
+        read when `client` is empty) on an emulator connection, over `n` round trips
+        after one uncounted (first-use costs stay out). Runs n + 1 in all."""
+        def once() -> None:
+            if client:
+                conn.downstream(client)
+            conn.upstream(server)
+
+        once()
+        before = self.spent()
+        for _ in range(n):
+            once()
+        return (self.spent() - before) / n
 
 
 @pytest.fixture

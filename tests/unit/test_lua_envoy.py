@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,36 +17,7 @@ from wirelab.project import Project
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def echo_server():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
-    stop = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def accept() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield srv.getsockname()
-    stop.set()
-    t.join()
-    srv.close()
-
-
-def test_tcp_bytes_in_envoy(tmp_path: Path, echo_server: tuple[str, int]) -> None:
+def test_tcp_bytes_in_envoy(tmp_path: Path, echo_server) -> None:
     from wirelab.envoy.binary import envoy_path
     from wirelab.envoy.process import EnvoyProcess
     from wirelab.envoy.specs import FilterSpec, ListenerSpec
@@ -68,7 +38,7 @@ def test_tcp_bytes_in_envoy(tmp_path: Path, echo_server: tuple[str, int]) -> Non
         raise
     config = (project.build_dir / f"{project.name}.config.json").read_text()
     spec = FilterSpec("lua", result.wasm, config, failure_policy="FAIL_CLOSED")
-    with EnvoyProcess([ListenerSpec("echo", echo_server, [spec])]) as envoy:
+    with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])]) as envoy:
         for payload in (b"hello world", b"x" * 70000):
             with socket.create_connection(("127.0.0.1", envoy.port("echo"))) as s:
                 s.sendall(payload)

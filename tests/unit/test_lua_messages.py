@@ -217,16 +217,9 @@ def test_bad_message_types_refuse_the_configuration(runtime: Path, value: str,
 def _per_transaction(runtime: Path, fuel: Any, script: str,
                      client: bytes, server: bytes, n: int = 50) -> float:
     emu = load(runtime, script)
-    c = logged_in(emu)
-    before = 0
-    for i in range(n + 1):
-        if i == 1:
-            before = fuel.spent()
-        if client:
-            c.downstream(client)
-        c.upstream(server)
+    cost = fuel.per_round_trip(logged_in(emu), client, server, n)
     assert emu.metrics.counter("lua.t.script_errors") == 0
-    return (fuel.spent() - before) / n
+    return cost
 
 
 def test_cost_per_message(runtime: Path, fuel: Any) -> None:

@@ -597,6 +597,19 @@ def test_mutated_conversations_never_trap(fuzz_host: Emulator, seed: int, name: 
 
 # ------------------------------------------------------------- cost per statement
 
+def _logged_in(wasm: Path, multi: bool) -> tuple[Emulator, Any]:
+    """A filter and one logged-in connection, with CLIENT_MULTI_STATEMENTS or without."""
+    from wirelab.testing import mysql as my
+
+    caps = my.DEFAULT_CAPABILITIES if multi else my.DEFAULT_CAPABILITIES & ~my.MULTI_STATEMENTS
+    host = Emulator.load(wasm, plugin_config={"stat_prefix": "t"})
+    conn = host.connect()
+    conn.upstream(my.greeting(capabilities=caps))
+    conn.downstream(my.handshake_response("app", "shop", capabilities=caps))
+    conn.upstream(my.ok(seq=2))
+    return host, conn
+
+
 @pytest.mark.parametrize("multi", [False, True], ids=["plain", "multi-statements"])
 def test_cost_of_a_point_select(wasm: Path, fuel: Any, multi: bool) -> None:
     """One point-select round trip, in WebAssembly instructions (wasmtime fuel).
@@ -607,21 +620,11 @@ def test_cost_of_a_point_select(wasm: Path, fuel: Any, multi: bool) -> None:
     """
     from wirelab.testing import mysql as my
 
-    caps = my.DEFAULT_CAPABILITIES if multi else my.DEFAULT_CAPABILITIES & ~my.MULTI_STATEMENTS
-    host = Emulator.load(wasm, plugin_config={"stat_prefix": "t"})
-    conn = host.connect()
-    conn.upstream(my.greeting(capabilities=caps))
-    conn.downstream(my.handshake_response("app", "shop", capabilities=caps))
-    conn.upstream(my.ok(seq=2))
+    host, conn = _logged_in(wasm, multi)
     q = my.com_query("SELECT c FROM sbtest1 WHERE id=5003")
     a = my.resultset(["c"], [["x" * 120]])
-    conn.downstream(q)
-    conn.upstream(a)
-    before, n = fuel.spent(), 50
-    for _ in range(n):
-        conn.downstream(q)
-        conn.upstream(a)
-    per_statement = (fuel.spent() - before) / n
+    n = 50
+    per_statement = fuel.per_round_trip(conn, q, a, n)
     print(f"{'multi' if multi else 'plain'}: {per_statement:.0f} wasm instructions per statement")
     assert per_statement < 7000
     host.advance(1000)
@@ -664,12 +667,7 @@ def test_cost_of_a_1_mib_insert(wasm: Path, fuel: Any, multi: bool, shape: str) 
     """
     from wirelab.testing import mysql as my
 
-    caps = my.DEFAULT_CAPABILITIES if multi else my.DEFAULT_CAPABILITIES & ~my.MULTI_STATEMENTS
-    host = Emulator.load(wasm, plugin_config={"stat_prefix": "t"})
-    conn = host.connect()
-    conn.upstream(my.greeting(capabilities=caps))
-    conn.downstream(my.handshake_response("app", "shop", capabilities=caps))
-    conn.upstream(my.ok(seq=2))
+    host, conn = _logged_in(wasm, multi)
     sql = _big_insert(shape)
     small = my.com_query("INSERT INTO t VALUES (1)")
     conn.downstream(small)  # the same round trip with a short text, outside the count

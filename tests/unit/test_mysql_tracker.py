@@ -64,6 +64,16 @@ def stats(wasm: Path, conv: Conversation, chunking: str = "recorded") -> dict[st
     return got
 
 
+def cmd_lat(**counts: int) -> dict[str, int]:
+    """Samples of command_duration_us, by command: one per answered command."""
+    return {f"command_duration_us.command={k}#count": v for k, v in counts.items()}
+
+
+def verb_lat(**counts: int) -> dict[str, int]:
+    """Samples of statement_duration_us, by verb: one per finished statement."""
+    return {f"statement_duration_us.verb={k}#count": v for k, v in counts.items()}
+
+
 def check(wasm: Path, conv: Conversation, expected: dict[str, int]) -> None:
     """Exact stats, the same whether reads come as recorded, byte by byte or at random."""
     assert stats(wasm, conv) == expected
@@ -91,10 +101,7 @@ def test_sixty_command_batch_written_before_any_answer_then_more_statements(wasm
         "commands.command=query": 62, "queries_parsed": 62,
         "statements.verb=insert": 60, "statements.verb=select": 1, "statements.verb=commit": 1,
         "rows_affected": 60, "rows_returned": 2, "result_sets": 1, "transactions_committed": 1,
-        "command_duration_us.command=query#count": 62,
-        "statement_duration_us.verb=insert#count": 60,
-        "statement_duration_us.verb=select#count": 1,
-        "statement_duration_us.verb=commit#count": 1,
+        **cmd_lat(query=62), **verb_lat(insert=60, select=1, commit=1),
     }
     check(wasm, conv, expected)
     # each INSERT timed from when the server could start it (the batch's read, or the
@@ -117,9 +124,7 @@ def test_hundred_thousand_identical_commands_outstanding_are_followed(wasm: Path
     assert got == {
         "commands.command=ping": n, "commands.command=query": 1, "queries_parsed": 1,
         "statements.verb=select": 1, "rows_returned": 1, "result_sets": 1,
-        "command_duration_us.command=ping#count": n,
-        "command_duration_us.command=query#count": 1,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(ping=n, query=1), **verb_lat(select=1),
     }
 
 
@@ -146,10 +151,8 @@ def test_past_the_pending_cap_commands_are_unattributed_and_decoding_recovers(wa
         "statements.verb=select": followed_selects + 1, "statements.verb=update": 1,
         "rows_returned": followed_selects + 1, "result_sets": followed_selects + 1,
         "rows_affected": 3,
-        "command_duration_us.command=ping#count": MAX_RUNS // 2,
-        "command_duration_us.command=query#count": followed_selects + 2,
-        "statement_duration_us.verb=select#count": followed_selects + 1,
-        "statement_duration_us.verb=update#count": 1,
+        **cmd_lat(ping=MAX_RUNS // 2, query=followed_selects + 2),
+        **verb_lat(select=followed_selects + 1, update=1),
     }
 
 
@@ -173,12 +176,7 @@ def test_multi_statement_split_respects_quotes_and_comments(wasm: Path) -> None:
         "statements.verb=select": 1, "statements.verb=insert": 1,
         "statements.verb=update": 1, "statements.verb=delete": 1, "statements.verb=replace": 1,
         "rows_returned": 1, "result_sets": 1, "rows_affected": 8,
-        "command_duration_us.command=query#count": 1,
-        "statement_duration_us.verb=select#count": 1,
-        "statement_duration_us.verb=insert#count": 1,
-        "statement_duration_us.verb=update#count": 1,
-        "statement_duration_us.verb=delete#count": 1,
-        "statement_duration_us.verb=replace#count": 1,
+        **cmd_lat(query=1), **verb_lat(select=1, insert=1, update=1, delete=1, replace=1),
     })
 
 
@@ -198,9 +196,7 @@ def test_procedure_body_is_one_statement_and_call_owns_its_result_sets(wasm: Pat
         "commands.command=query": 1, "queries_parsed": 1,
         "statements.verb=other": 2, "statements.verb=select": 1,
         "rows_returned": 2, "result_sets": 2, "rows_affected": 1,
-        "command_duration_us.command=query#count": 1,
-        "statement_duration_us.verb=other#count": 2,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(query=1), **verb_lat(other=2, select=1),
     })
 
 
@@ -218,11 +214,7 @@ def test_transaction_in_one_multi_statement(wasm: Path) -> None:
         "statements.verb=begin": 2, "statements.verb=insert": 1, "statements.verb=commit": 1,
         "statements.verb=rollback": 1, "rows_affected": 1,
         "transactions_committed": 1, "transactions_rolled_back": 1,
-        "command_duration_us.command=query#count": 2,
-        "statement_duration_us.verb=begin#count": 2,
-        "statement_duration_us.verb=insert#count": 1,
-        "statement_duration_us.verb=commit#count": 1,
-        "statement_duration_us.verb=rollback#count": 1,
+        **cmd_lat(query=2), **verb_lat(begin=2, insert=1, commit=1, rollback=1),
     })
 
 
@@ -238,9 +230,7 @@ def test_execution_error_mid_multi_statement_stops_it(wasm: Path) -> None:
         "commands.command=query": 1, "queries_parsed": 1,
         "statements.verb=insert": 1, "statements.verb=select": 1, "rows_affected": 1,
         "errors.code=1146": 1,
-        "command_duration_us.command=query#count": 1,
-        "statement_duration_us.verb=insert#count": 1,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(query=1), **verb_lat(insert=1, select=1),
     })
 
 
@@ -255,8 +245,7 @@ def test_parse_error_mid_multi_statement_is_not_counted(wasm: Path) -> None:
         "commands.command=query": 1, "queries_parsed": 1,
         "statements.verb=select": 1, "rows_returned": 1, "result_sets": 1,
         "errors.code=1064": 1,
-        "command_duration_us.command=query#count": 1,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(query=1), **verb_lat(select=1),
     })
 
 
@@ -272,9 +261,7 @@ def test_trailing_comment_is_an_empty_statement(wasm: Path) -> None:
         "commands.command=query": 2, "queries_parsed": 2,
         "statements.verb=select": 2, "statements.verb=other": 1,
         "rows_returned": 2, "result_sets": 2,
-        "command_duration_us.command=query#count": 2,
-        "statement_duration_us.verb=select#count": 2,
-        "statement_duration_us.verb=other#count": 1,
+        **cmd_lat(query=2), **verb_lat(select=2, other=1),
     })
 
 
@@ -291,8 +278,7 @@ def test_without_multi_statements_the_text_is_not_split(wasm: Path) -> None:
         "commands.command=query": 2, "queries_parsed": 2,
         "statements.verb=select": 1, "rows_returned": 1, "result_sets": 1,
         "errors.code=1064": 1,
-        "command_duration_us.command=query#count": 2,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(query=2), **verb_lat(select=1),
     })
 
 
@@ -311,9 +297,7 @@ def test_multi_statement_over_16_mib_is_split_across_packets(wasm: Path) -> None
         "commands.command=query": 1, "queries_parsed": 1,
         "statements.verb=insert": 1, "statements.verb=select": 1,
         "rows_affected": 1, "rows_returned": 1, "result_sets": 1,
-        "command_duration_us.command=query#count": 1,
-        "statement_duration_us.verb=insert#count": 1,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(query=1), **verb_lat(insert=1, select=1),
     }
 
 
@@ -338,10 +322,7 @@ def test_prepared_select_with_cursor_fetches_is_one_statement(wasm: Path) -> Non
         "prepared_statements.type=prepared": 1, "prepared_statements.type=executed": 1,
         "prepared_statements.type=closed": 1,
         "statements.verb=select": 1, "rows_returned": 3, "result_sets": 3,
-        "command_duration_us.command=stmt_prepare#count": 1,
-        "command_duration_us.command=stmt_execute#count": 1,
-        "command_duration_us.command=stmt_fetch#count": 2,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(stmt_prepare=1, stmt_execute=1, stmt_fetch=2), **verb_lat(select=1),
     })
     # the statement runs from its EXECUTE to the fetch that sent the last row
     result = replay(wasm, conv, plugin_config=CONFIG)
@@ -365,11 +346,7 @@ def test_cursor_closed_before_its_end_is_reported_at_reset(wasm: Path) -> None:
         "commands.command=stmt_fetch": 1, "commands.command=stmt_reset": 1,
         "prepared_statements.type=prepared": 1, "prepared_statements.type=executed": 1,
         "statements.verb=select": 1, "rows_returned": 1, "result_sets": 2,
-        "command_duration_us.command=stmt_prepare#count": 1,
-        "command_duration_us.command=stmt_execute#count": 1,
-        "command_duration_us.command=stmt_fetch#count": 1,
-        "command_duration_us.command=stmt_reset#count": 1,
-        "statement_duration_us.verb=select#count": 1,
+        **cmd_lat(stmt_prepare=1, stmt_execute=1, stmt_fetch=1, stmt_reset=1), **verb_lat(select=1),
     })
 
 
@@ -395,11 +372,8 @@ def test_prepared_insert_long_data_bulk_and_failed_execution(wasm: Path) -> None
         "commands.command=stmt_bulk_execute": 1,
         "prepared_statements.type=prepared": 1, "prepared_statements.type=executed": 1,
         "statements.verb=insert": 3, "rows_affected": 4, "errors.code=1062": 1,
-        "command_duration_us.command=stmt_prepare#count": 1,
-        "command_duration_us.command=stmt_execute#count": 2,
-        "command_duration_us.command=stmt_reset#count": 1,
-        "command_duration_us.command=stmt_bulk_execute#count": 1,
-        "statement_duration_us.verb=insert#count": 3,
+        **cmd_lat(stmt_prepare=1, stmt_execute=2, stmt_reset=1, stmt_bulk_execute=1),
+        **verb_lat(insert=3),
     })
 
 
@@ -419,8 +393,5 @@ def test_reset_connection_forgets_prepared_statements(wasm: Path) -> None:
         "commands.command=stmt_execute": 1,
         "prepared_statements.type=prepared": 1,
         "statements.verb=other": 1, "errors.code=1243": 1,
-        "command_duration_us.command=stmt_prepare#count": 1,
-        "command_duration_us.command=reset_connection#count": 1,
-        "command_duration_us.command=stmt_execute#count": 1,
-        "statement_duration_us.verb=other#count": 1,
+        **cmd_lat(stmt_prepare=1, reset_connection=1, stmt_execute=1), **verb_lat(other=1),
     })

@@ -596,13 +596,8 @@ def test_cost_of_a_pgbench_transaction(wasm: Path, fuel: Any, mode: str) -> None
     if setup_client:
         conn.downstream(setup_client)
         conn.upstream(setup_server)
-    conn.downstream(client)  # one transaction outside the count
-    conn.upstream(server)
-    before, n = fuel.spent(), 50
-    for _ in range(n):
-        conn.downstream(client)
-        conn.upstream(server)
-    per_transaction = (fuel.spent() - before) / n
+    n = 50
+    per_transaction = fuel.per_round_trip(conn, client, server, n)
     print(f"{mode}: {per_transaction:.0f} wasm instructions per transaction")
     assert per_transaction < 5500
     host.advance(1000)  # the held counters reach Envoy on the tick

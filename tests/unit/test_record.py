@@ -4,43 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 
 import pytest
 
 from wirelab.conversation import Conversation
 from wirelab.errors import WirelabError
 from wirelab.record import Recorder, parse_hostport
+from wirelab.testing.tcp import TcpServer
 
 
-class _Server:
-    """A real TCP server: echoes each read, or greets and hangs up."""
-
-    def __init__(self, mode: str = "echo"):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.mode = mode
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            if self.mode == "greet":
-                conn.sendall(b"220 hello\r\n")
-                return
-            while chunk := conn.recv(65536):
-                conn.sendall(chunk)
-
-    def close(self) -> None:
-        self.sock.close()
+def _greet(conn: socket.socket) -> None:
+    """A server that speaks first and hangs up."""
+    conn.sendall(b"220 hello\r\n")
 
 
 def _exchange(port: int, messages: list[bytes]) -> list[bytes]:
@@ -58,7 +33,7 @@ def _exchange(port: int, messages: list[bytes]) -> list[bytes]:
 
 
 def test_relay_forwards_and_records_every_read(tmp_path):
-    server = _Server()
+    server = TcpServer()
     out = tmp_path / "echo.jsonl"
     try:
         with Recorder(upstream=("127.0.0.1", server.port), out=out, protocol="tcp") as rec:
@@ -92,7 +67,7 @@ def test_relay_forwards_and_records_every_read(tmp_path):
 
 
 def test_server_close_is_recorded(tmp_path):
-    server = _Server("greet")
+    server = TcpServer(_greet)
     try:
         with Recorder(upstream=("127.0.0.1", server.port), out=tmp_path / "g.jsonl") as rec:
             with socket.create_connection(("127.0.0.1", rec.port)) as s:
@@ -108,7 +83,7 @@ def test_server_close_is_recorded(tmp_path):
 
 
 def test_stop_cuts_open_connections(tmp_path):
-    server = _Server()
+    server = TcpServer()
     try:
         rec = Recorder(upstream=("127.0.0.1", server.port), out=tmp_path / "c.jsonl").start()
         s = socket.create_connection(("127.0.0.1", rec.port))
@@ -217,7 +192,7 @@ def test_a_signal_mid_conversation_leaves_a_replayable_file(tmp_path, stop_with,
     from wirelab.replay import replay
     from wirelab.testing import load_filter
 
-    server = _Server()
+    server = TcpServer()
     out = tmp_path / "cut.jsonl"
     proc, port = _start_recorder(server.port, out, ignore_sigint)
     try:

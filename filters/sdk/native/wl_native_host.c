@@ -94,26 +94,6 @@ int wl_property_raw(const char *path, size_t path_len, uint8_t *out, size_t cap)
     return wl__property(dotted, out, cap);
 }
 
-int wl_property_string(const char *path, char *out, size_t cap) {
-    if (!cap) return -1;
-    int n = wl__property(path, (uint8_t *)out, cap - 1);
-    if (n < 0) {
-        out[0] = '\0';
-        return -1;
-    }
-    out[(size_t)n < cap - 1 ? (size_t)n : cap - 1] = '\0';
-    return n;
-}
-
-int wl_property_int(const char *path, int64_t *out) {
-    uint8_t b[8];
-    if (wl__property(path, b, sizeof b) != 8) return -1;
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
-    *out = (int64_t)v;
-    return 0;
-}
-
 int wl_connection_tls(void) {
     if (!wl__dm_filter) return -1;
     return envoy_dynamic_module_callback_network_filter_is_ssl(wl__dm_filter) ? 1 : 0;

@@ -9,9 +9,6 @@
 #ifndef WL_LOG_LINE_MAX
 #define WL_LOG_LINE_MAX 1024
 #endif
-#ifndef WL_PROPERTY_PATH_MAX
-#define WL_PROPERTY_PATH_MAX 256
-#endif
 
 void wl_vlog(wl_log_level level, const char *fmt, va_list ap) {
     uint32_t host_level = 0;
@@ -43,39 +40,6 @@ int wl_property_raw(const char *path, size_t path_len, uint8_t *out, size_t cap)
         free(ptr); /* the host allocated it with our malloc export */
     }
     return (int)size;
-}
-
-/* "a.b.c" -> "a\0b\0c" (the ABI's segment form); returns the byte length. */
-static size_t wl__segments(const char *dotted, char *out, size_t cap) {
-    size_t n = strlen(dotted);
-    if (n >= cap) return 0;
-    for (size_t i = 0; i < n; i++) out[i] = dotted[i] == '.' ? '\0' : dotted[i];
-    out[n] = '\0';
-    return n;
-}
-
-int wl_property_string(const char *path, char *out, size_t cap) {
-    char segs[WL_PROPERTY_PATH_MAX];
-    size_t len = wl__segments(path, segs, sizeof segs);
-    if (!len || !cap) return -1;
-    int n = wl_property_raw(segs, len, (uint8_t *)out, cap - 1);
-    if (n < 0) {
-        out[0] = '\0';
-        return -1;
-    }
-    out[(size_t)n < cap - 1 ? (size_t)n : cap - 1] = '\0';
-    return n;
-}
-
-int wl_property_int(const char *path, int64_t *out) {
-    char segs[WL_PROPERTY_PATH_MAX];
-    size_t len = wl__segments(path, segs, sizeof segs);
-    uint8_t b[8];
-    if (!len || wl_property_raw(segs, len, b, sizeof b) != 8) return -1;
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
-    *out = (int64_t)v;
-    return 0;
 }
 
 int wl_connection_tls(void) {

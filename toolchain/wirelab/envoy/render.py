@@ -127,6 +127,31 @@ def _check_unique(listeners: list[ListenerSpec]) -> None:
             raise EnvoyError(f"two listeners are named {name!r}: give each its own name")
 
 
+def _check_ports(listeners: list[ListenerSpec], fix: str) -> None:
+    """Every listener has a fixed port (where Envoy does not run on this machine)."""
+    for spec in listeners:
+        if not spec.port:
+            raise EnvoyError(f"listener {spec.name!r} has no port: {fix}")
+
+
+def _flush_interval(stats_flush_interval_ms: int) -> str:
+    if stats_flush_interval_ms < 1:
+        raise EnvoyError("stats_flush_interval_ms must be at least 1")
+    return f"{stats_flush_interval_ms / 1000:g}s"
+
+
+def _bootstrap(listeners: list[ListenerSpec], contexts: list[dict], admin_address: str,
+               admin_port: int, flush_interval: str) -> str:
+    return _env().get_template("bootstrap.yaml.j2").render(
+        listeners=contexts,
+        admin_address=admin_address,
+        admin_port=int(admin_port),
+        flush_interval=flush_interval,
+        tag_rules=tag_rules(_declared_keys(listeners)),
+        native=has_native(listeners),
+    )
+
+
 def render_bootstrap(
     listeners: list[ListenerSpec],
     admin_port: int,
@@ -140,16 +165,9 @@ def render_bootstrap(
     """
     del concurrency
     _check_unique(listeners)
-    if stats_flush_interval_ms < 1:
-        raise EnvoyError("stats_flush_interval_ms must be at least 1")
-    return _env().get_template("bootstrap.yaml.j2").render(
-        listeners=[_listener_ctx(spec, "127.0.0.1", True) for spec in listeners],
-        admin_address="127.0.0.1",
-        admin_port=int(admin_port),
-        flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
-        tag_rules=tag_rules(_declared_keys(listeners)),
-        native=has_native(listeners),
-    )
+    flush_interval = _flush_interval(stats_flush_interval_ms)
+    return _bootstrap(listeners, [_listener_ctx(spec, "127.0.0.1", True) for spec in listeners],
+                      "127.0.0.1", admin_port, flush_interval)
 
 
 def container_wasm_paths(listeners: list[ListenerSpec]) -> dict[Path, str]:
@@ -191,22 +209,14 @@ def render_container_bootstrap(
     (default: `container_wasm_paths(listeners)`); the host files must exist.
     """
     _check_unique(listeners)
-    if stats_flush_interval_ms < 1:
-        raise EnvoyError("stats_flush_interval_ms must be at least 1")
-    for spec in listeners:
-        if not spec.port:
-            raise EnvoyError(f"listener {spec.name!r} has no port: a container's ports are fixed")
+    flush_interval = _flush_interval(stats_flush_interval_ms)
+    _check_ports(listeners, "a container's ports are fixed")
     if wasm_paths is None:
         wasm_paths = container_wasm_paths(listeners)
     keyed = {str(Path(host).resolve()): inside for host, inside in wasm_paths.items()}
-    return _env().get_template("bootstrap.yaml.j2").render(
-        listeners=[_listener_ctx(spec, "0.0.0.0", True, keyed) for spec in listeners],
-        admin_address="0.0.0.0",
-        admin_port=int(admin_port),
-        flush_interval=f"{stats_flush_interval_ms / 1000:g}s",
-        tag_rules=tag_rules(_declared_keys(listeners)),
-        native=has_native(listeners),
-    )
+    return _bootstrap(listeners, [_listener_ctx(spec, "0.0.0.0", True, keyed)
+                                  for spec in listeners],
+                      "0.0.0.0", admin_port, flush_interval)
 
 
 def render_user_config(
@@ -220,9 +230,7 @@ def render_user_config(
     elsewhere; the file need not exist on this machine.
     """
     _check_unique(listeners)
-    for spec in listeners:
-        if not spec.port:
-            raise EnvoyError(f"listener {spec.name!r} has no port: give it the port to listen on")
+    _check_ports(listeners, "give it the port to listen on")
     return _env().get_template("user-config.yaml.j2").render(
         listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
         tag_rules=tag_rules(extra_tag_keys + _declared_keys(listeners)),
@@ -235,17 +243,9 @@ def render_user_bootstrap(listeners: list[ListenerSpec], admin_port: int = 9901,
     """A complete bootstrap for a user's own Envoy (`envoy -c` runs it as is): the admin
     API on 127.0.0.1:`admin_port`, the listeners, their clusters, the stats_tags rules."""
     _check_unique(listeners)
-    for spec in listeners:
-        if not spec.port:
-            raise EnvoyError(f"listener {spec.name!r} has no port: give it the port to listen on")
-    return _env().get_template("bootstrap.yaml.j2").render(
-        listeners=[_listener_ctx(spec, listen_address, False) for spec in listeners],
-        admin_address="127.0.0.1",
-        admin_port=int(admin_port),
-        flush_interval="5s",  # Envoy's default
-        tag_rules=tag_rules(_declared_keys(listeners)),
-        native=has_native(listeners),
-    )
+    _check_ports(listeners, "give it the port to listen on")
+    return _bootstrap(listeners, [_listener_ctx(spec, listen_address, False) for spec in listeners],
+                      "127.0.0.1", admin_port, "5s")  # Envoy's default flush interval
 
 
 def _declared_keys(listeners: list[ListenerSpec]) -> tuple[str, ...]:

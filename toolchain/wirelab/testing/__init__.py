@@ -7,7 +7,10 @@
     conn.downstream(postgres.startup("alice", "shop"))
 
 `postgres` and `mysql` are message *encoders* (bytes out); the decoders are the
-C ones in `filters/protocols/`, which the filters themselves run.
+C ones in `filters/protocols/`, which the filters themselves run. For tests with
+real servers and Envoy: `pgstats` (PostgreSQL's own statistics, the figures a
+counter is held against), `lua` (a Lua project written on the fly) and `tcp` (a
+threaded TCP server, an echo upstream by default); import them by module name.
 """
 
 from __future__ import annotations

@@ -32,34 +32,37 @@ def pg_bucket(kind: str) -> str:
     return kind if kind in PG_KINDS else "other"
 
 
+# Each figure's counter in the shipped filters, after `<protocol>.<prefix>.`
+PG_FILTER_COUNTERS = {
+    **{k: f"statements_{k}" for k in PG_KINDS},
+    "other": "statements_other",
+    "rows_returned": "rows_returned",
+    "rows_affected": "rows_affected",
+    "commit": "transactions_commit",
+    "rollback": "transactions_rollback",
+    "sessions": "sessions",
+    "decoder_errors": "decoder_errors",
+}
+MY_FILTER_COUNTERS = {
+    **{v: f"statements.verb={v}" for v in MY_VERBS},
+    "stmt_prepare": "prepared_statements.type=prepared",
+    "stmt_execute": "commands.command=stmt_execute",
+    "stmt_close": "prepared_statements.type=closed",
+    "rows_returned": "rows_returned",
+    "decoder_errors": "decoder_errors",
+}
+
+
 def pg_filter_figures(delta: Mapping[str, int], prefix: str = "postgres") -> dict[str, int]:
     """The shipped postgres filter's counters, by figure."""
-    def c(name: str) -> int:
-        return delta.get(f"postgres.{prefix}.{name}", 0)
-
-    out = {k: c(f"statements_{k}") for k in PG_KINDS}
-    out["other"] = c("statements_other")
-    out["rows_returned"] = c("rows_returned")
-    out["rows_affected"] = c("rows_affected")
-    out["commit"] = c("transactions_commit")
-    out["rollback"] = c("transactions_rollback")
-    out["sessions"] = c("sessions")
-    out["decoder_errors"] = c("decoder_errors")
-    return out
+    return {fig: delta.get(f"postgres.{prefix}.{name}", 0)
+            for fig, name in PG_FILTER_COUNTERS.items()}
 
 
 def my_filter_figures(delta: Mapping[str, int], prefix: str = "mysql") -> dict[str, int]:
     """The shipped mysql filter's counters, by figure."""
-    def c(name: str) -> int:
-        return delta.get(f"mysql.{prefix}.{name}", 0)
-
-    out = {v: c(f"statements.verb={v}") for v in MY_VERBS}
-    out["stmt_prepare"] = c("prepared_statements.type=prepared")
-    out["stmt_execute"] = c("commands.command=stmt_execute")
-    out["stmt_close"] = c("prepared_statements.type=closed")
-    out["rows_returned"] = c("rows_returned")
-    out["decoder_errors"] = c("decoder_errors")
-    return out
+    return {fig: delta.get(f"mysql.{prefix}.{name}", 0)
+            for fig, name in MY_FILTER_COUNTERS.items()}
 
 
 def lua_statement_figures(delta: Mapping[str, int], prefix: str, protocol: str = "postgres",
