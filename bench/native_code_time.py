@@ -31,12 +31,21 @@ about four times its warm figure: the cold one is what tracks it.
 
 adds a row per filters/postgres build given (same configuration), for
 comparing a change side by side.
+
+    .venv/bin/python bench/native_code_time.py --cachegrind
+
+adds two exact figures per row that no neighbour can disturb: the
+instructions the module runs per transaction and the cache lines it has to
+fetch from memory per cold transaction, counted by valgrind's callgrind
+(simulated 32 KiB L1s and a 2 MiB last level, cold mode, only inside the
+module's read and write hooks and what they call).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,6 +99,33 @@ def write_mysql_reads(into: Path) -> Path:
     return into
 
 
+CG_TXNS = 2000  # per pass; the harness makes two passes (a warm-up and one measured)
+
+
+def callgrind(harness: Path, so: Path, config: Path, reads: Path, conns: int, evict_kib: int,
+              out: Path) -> tuple[float, float]:
+    """Instructions and memory line fetches per cold transaction inside the module's hooks."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--cachegrind needs valgrind: apt-get install valgrind")
+    subprocess.run(["valgrind", "--tool=callgrind", "--cache-sim=yes", "--I1=32768,8,64",
+                    "--D1=32768,8,64", "--LL=2097152,16,64",
+                    "--toggle-collect=envoy_dynamic_module_on_network_filter_read",
+                    "--toggle-collect=envoy_dynamic_module_on_network_filter_write",
+                    f"--callgrind-out-file={out}", str(harness), str(so), str(config),
+                    str(reads), str(CG_TXNS), "1", str(conns), str(evict_kib)],
+                   capture_output=True, check=True, timeout=900)
+    events: list[str] = []
+    totals: list[int] = []
+    for line in out.read_text().splitlines():
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith("summary:"):
+            totals = [int(v) for v in line.split()[1:]]
+    count = dict(zip(events, totals, strict=False))
+    txns = 2 * CG_TXNS
+    return count["Ir"] / txns, (count["DLmr"] + count["DLmw"] + count["ILmr"]) / txns
+
+
 def module(project_dir: Path, config_file: Path) -> Path:
     project = Project.load(project_dir)
     so = build_project(project, target="native").wasm
@@ -106,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=4, help="connections taking turns (cold)")
     ap.add_argument("--evict-kib", type=int, default=4096,
                     help="memory written before each cold transaction")
+    ap.add_argument("--cachegrind", action="store_true",
+                    help="also count instructions and memory fetches (valgrind callgrind)")
     ap.add_argument("--so", action="append", default=[], metavar="NAME=PATH",
                     help="another filters/postgres build to time beside it (repeatable)")
     args = ap.parse_args(argv)
@@ -128,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.repeat}: warm {args.txns} on 1 connection; cold {cold_txns} on "
               f"{args.conns}, {args.evict_kib} KiB written before each)")
         print(f"{'module':18s} {'mode':9s} {'warm ns/txn':>11s} {'cold ns/txn':>11s} "
-              f"{'calls out/txn':>14s}")
+              f"{'calls out/txn':>14s}"
+              + (f" {'instr/txn':>10s} {'mem lines/txn':>14s}" if args.cachegrind else ""))
 
         def run(so: Path, config: Path, reads: Path, *extra: int) -> list[str]:
             return subprocess.run([str(harness), str(so), str(config), str(reads),
@@ -140,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                 warm, calls = run(so, config, reads, args.txns, args.repeat)
                 cold, _ = run(so, config, reads, cold_txns, args.repeat, args.conns,
                               args.evict_kib)
+                counted = ""
+                if args.cachegrind:
+                    instr, lines = callgrind(harness, so, config, reads, args.conns,
+                                             args.evict_kib, t / "callgrind.out")
+                    counted = f" {instr:10.0f} {lines:14.1f}"
                 print(f"{name:18s} {mode:9s} {float(warm):11.0f} {float(cold):11.0f} "
-                      f"{int(calls):14d}")
+                      f"{int(calls):14d}{counted}")
     return 0
 
 
