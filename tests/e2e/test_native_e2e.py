@@ -166,6 +166,48 @@ def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Pa
         assert "not enough memory" not in log
 
 
+LATE_METRIC = """
+local reads = wirelab.counter("reads")
+function envoy_on_downstream_data(conn, buf, eos)
+  reads:inc()
+  if buf:length() > 0 then wirelab.counter("late"):inc() end
+end
+"""
+
+
+def test_a_native_lua_metric_made_in_a_callback_is_refused_and_counted(tmp_path, echo_server):
+    """Natively, Envoy 1.40 takes metric definitions only while the configuration
+    loads: a metric the script makes in a callback is refused with the reason
+    logged, the callback's error is counted in script_errors, the metrics made
+    at load keep counting, and every byte still goes through."""
+    project_dir = tmp_path / "late"
+    project_dir.mkdir()
+    (project_dir / "filter.lua").write_text(LATE_METRIC)
+    (project_dir / "wirelab.toml").write_text(
+        'name = "late"\nlanguage = "lua"\nprotocol = "tcp"\nscript = "filter.lua"\n'
+        'targets = ["native"]\n[config]\nstat_prefix = "t"\nmetrics_flush_ms = 0\n')
+    project = Project.load(project_dir)
+    spec = FilterSpec("late", build_project(project, target="native").wasm,
+                      plugin_config_for(project), target="native")
+    with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])]) as envoy:
+        with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
+            for payload in (b"one", b"two"):
+                c.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(65536)
+                assert got == payload
+        envoy.stats.wait_for("lua.t.reads", 3)  # two reads and the end of stream
+        snap = envoy.stats.snapshot()
+        assert snap.counter("lua.t.script_errors") == 2
+        assert "lua.t.late" not in snap.counters
+        line = "Envoy refused metric lua.t.late: a native module defines metrics only while"
+        deadline = time.monotonic() + 10  # Envoy's log reaches its file a bit later
+        while line not in envoy.log_tail(10_000) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert line in envoy.log_tail(10_000)
+
+
 # ---------------------------------------------------------------- truth: pgbench, two workers
 
 
