@@ -152,8 +152,19 @@ void wl_lua_proto_open(lua_State *L); /* message objects and helpers */
 
 /* Statement and transaction events (statement.h) for any protocol's tracker
  * (wl_lua_stmt.c). The tables: */
-/* Interns the field names of statement and transaction tables (once per VM). */
+/* Interns the field names of statement and transaction tables, and the
+ * names of the callbacks looked up on every read (once per VM). */
 void wl_lua_open_stmt(lua_State *L);
+
+/* Callbacks the runtime looks up on every read: wl_lua_push_hook pushes the
+ * script's global of that name as lua_getglobal would, without looking the C
+ * string up in Lua's string cache each time. */
+typedef enum {
+    WL_LUA_HOOK_PG_MESSAGE,
+    WL_LUA_HOOK_UPSTREAM_DATA,
+    WL_LUA_HOOK_DOWNSTREAM_DATA,
+} wl_lua_hook;
+void wl_lua_push_hook(lua_State *L, wl_lua_hook h);
 void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev);
 void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev);
 /* Inside a running wl_lua_protected() dispatch, with the connection object at

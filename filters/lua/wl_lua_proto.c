@@ -380,7 +380,7 @@ static void wl_lua_pg_feed_thunk(lua_State *L, void *ud) {
     wl_lua_pg_feed_ctx *x = ud;
     luaL_checkstack(L, 8, "message dispatch");
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->ref_message); /* 1 */
-    lua_getglobal(L, "envoy_on_pg_message");                /* 2 (nil: statements only) */
+    wl_lua_push_hook(L, WL_LUA_HOOK_PG_MESSAGE);           /* 2 (nil: statements only) */
     wl_lua_push_conn(L, x->c);                              /* 3 */
     x->slot = lua_touserdata(L, 1);
     x->fed = 1;

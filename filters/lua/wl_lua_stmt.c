@@ -13,7 +13,9 @@
     X(ROWS_AFFECTED, "rows_affected") X(FETCHES, "fetches") X(LATENCY_US, "latency_us")  \
     X(END_US, "end_us") X(SQL, "sql") X(SQL_TRUNCATED, "sql_truncated")                  \
     X(OUTCOME, "outcome") X(IMPLICIT, "implicit") X(STATEMENTS, "statements")            \
-    X(ON_STATEMENT, "envoy_on_statement") X(ON_TRANSACTION, "envoy_on_transaction")
+    X(ON_STATEMENT, "envoy_on_statement") X(ON_TRANSACTION, "envoy_on_transaction")         \
+    X(ON_PG_MESSAGE, "envoy_on_pg_message") X(ON_UPSTREAM_DATA, "envoy_on_upstream_data")    \
+    X(ON_DOWNSTREAM_DATA, "envoy_on_downstream_data")
 
 #define WL_KEY_ENUM(id, name) K_##id,
 enum { K__NONE = 0, WL_STMT_KEYS(WL_KEY_ENUM) K__COUNT };
@@ -100,6 +102,15 @@ void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev) {
 
 /* Pushes the global function named by key k (through _ENV's metamethods, as
  * lua_getglobal does, but without the string lookup). */
+static void push_global(lua_State *L, int k);
+
+void wl_lua_push_hook(lua_State *L, wl_lua_hook h) {
+    static const int key_of[] = {[WL_LUA_HOOK_PG_MESSAGE] = K_ON_PG_MESSAGE,
+                                 [WL_LUA_HOOK_UPSTREAM_DATA] = K_ON_UPSTREAM_DATA,
+                                 [WL_LUA_HOOK_DOWNSTREAM_DATA] = K_ON_DOWNSTREAM_DATA};
+    push_global(L, key_of[h]);
+}
+
 static void push_global(lua_State *L, int k) {
     lua_pushglobaltable(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, wl_lua_vm_of(L)->ref_stmt_keys);
