@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import struct
 import subprocess
@@ -287,6 +288,9 @@ class FuzzRun:
     crashes: list[Path]
     returncode: int
     log: str
+    # CPU time the fuzzer used (user + system): on a shared machine the wall
+    # clock rate says as much about the neighbours as about the target.
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -321,15 +325,18 @@ def fuzz(target: Target, seconds: int, work: Path = WORK) -> FuzzRun:
     cmd += [str(corpus), str(seeds)]
     if regressions.is_dir():
         cmd.append(str(regressions))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=sanitizer_env(),
                           timeout=seconds + 300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     log = proc.stderr
     execs = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
     size = re.findall(r"corp: (\d+)/", log)
     crashes = sorted(p for p in out_dir.iterdir()
                      if p.name.startswith(("crash-", "leak-", "timeout-", "oom-")))
     return FuzzRun(target.name, seconds, int(execs.group(1)) if execs else 0,
-                   int(size[-1]) if size else 0, crashes, proc.returncode, log)
+                   int(size[-1]) if size else 0, crashes, proc.returncode, log, cpu)
 
 
 def replay(target: Target, inputs: list[Path], work: Path = WORK) -> subprocess.CompletedProcess:
@@ -364,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run = fuzz(target, args.seconds)
         print(f"{name}: {run.executions:,} executions in {run.seconds} s "
-              f"({run.executions // max(run.seconds, 1):,}/s), corpus {run.corpus}, "
-              f"crashes {len(run.crashes)}", flush=True)
+              f"({run.executions // max(run.seconds, 1):,}/s; {run.cpu_seconds:.0f} CPU-s, "
+              f"{run.executions / max(run.cpu_seconds, 0.001):,.0f} per CPU-s), "
+              f"corpus {run.corpus}, crashes {len(run.crashes)}", flush=True)
         if not run.ok:
             print(run.log[-6000:])
             for crash in run.crashes:
