@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import struct
 import subprocess
@@ -37,6 +38,7 @@ WORK = ROOT / "build" / "fuzz"
 # the byte-by-byte splitting down.
 MAX_LEN = 4096
 SANITIZERS = "-fsanitize=fuzzer,address,undefined"
+LUA_SANITIZERS = "-fsanitize=address,undefined"
 
 
 @dataclass(frozen=True)
@@ -154,22 +156,34 @@ def lua_runtime_sources() -> list[Path]:
 
 def lua_objects(out_dir: Path) -> list[str]:
     """Lua's own files, compiled once per work directory with the sanitizers
-    (the same files wirelab's runtime build leaves out, it leaves out here)."""
+    (the same files wirelab's runtime build leaves out, it leaves out here).
+
+    They get ASan and UBSan but no coverage instrumentation: the script is
+    fixed, so the interpreter's branches say nothing the runtime's and the
+    decoders' do not, and tracing every comparison of the interpreter loop
+    took most of each execution and filled the corpus with inputs that
+    differed only in which string or table path Lua took."""
     sys.path.insert(0, str(ROOT / "toolchain"))
     from wirelab.build.lua import EXCLUDED_LUA_FILES
 
     src = lua_source_dir()
+    flags = ["-std=gnu99", "-g", "-O1", LUA_SANITIZERS, "-fno-sanitize-recover=all"]
     obj_dir = out_dir / "lua-obj"
     obj_dir.mkdir(exist_ok=True)
+    # Objects built with other flags (an older harness) are rebuilt.
+    stamp = obj_dir / "flags"
+    if not stamp.exists() or stamp.read_text() != " ".join(flags):
+        for old in obj_dir.glob("*.o"):
+            old.unlink()
+        stamp.write_text(" ".join(flags))
     objects = []
     for c in sorted(src.glob("*.c")):
         if c.name in EXCLUDED_LUA_FILES:
             continue
         obj = obj_dir / (c.stem + ".o")
         if not obj.exists() or obj.stat().st_mtime < c.stat().st_mtime:
-            flags = SANITIZERS.replace("fuzzer,", "fuzzer-no-link,")
-            subprocess.run([clang(), "-std=gnu99", "-g", "-O1", flags, "-fno-sanitize-recover=all",
-                            "-c", str(c), "-o", str(obj)], check=True, capture_output=True)
+            subprocess.run([clang(), *flags, "-c", str(c), "-o", str(obj)], check=True,
+                           capture_output=True)
         objects.append(str(obj))
     return objects + [f"-I{src}"]
 
@@ -274,6 +288,9 @@ class FuzzRun:
     crashes: list[Path]
     returncode: int
     log: str
+    # CPU time the fuzzer used (user + system): on a shared machine the wall
+    # clock rate says as much about the neighbours as about the target.
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -308,15 +325,18 @@ def fuzz(target: Target, seconds: int, work: Path = WORK) -> FuzzRun:
     cmd += [str(corpus), str(seeds)]
     if regressions.is_dir():
         cmd.append(str(regressions))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=sanitizer_env(),
                           timeout=seconds + 300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     log = proc.stderr
     execs = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
     size = re.findall(r"corp: (\d+)/", log)
     crashes = sorted(p for p in out_dir.iterdir()
                      if p.name.startswith(("crash-", "leak-", "timeout-", "oom-")))
     return FuzzRun(target.name, seconds, int(execs.group(1)) if execs else 0,
-                   int(size[-1]) if size else 0, crashes, proc.returncode, log)
+                   int(size[-1]) if size else 0, crashes, proc.returncode, log, cpu)
 
 
 def replay(target: Target, inputs: list[Path], work: Path = WORK) -> subprocess.CompletedProcess:
@@ -351,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run = fuzz(target, args.seconds)
         print(f"{name}: {run.executions:,} executions in {run.seconds} s "
-              f"({run.executions // max(run.seconds, 1):,}/s), corpus {run.corpus}, "
-              f"crashes {len(run.crashes)}", flush=True)
+              f"({run.executions // max(run.seconds, 1):,}/s; {run.cpu_seconds:.0f} CPU-s, "
+              f"{run.executions / max(run.cpu_seconds, 0.001):,.0f} per CPU-s), "
+              f"corpus {run.corpus}, crashes {len(run.crashes)}", flush=True)
         if not run.ok:
             print(run.log[-6000:])
             for crash in run.crashes:
