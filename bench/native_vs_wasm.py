@@ -89,6 +89,13 @@ def _lua_project(tmp: Path) -> Path:
     return dst
 
 
+def _chosen(variants: dict[str, list[FilterSpec]], only: list[str] | None
+            ) -> dict[str, list[FilterSpec]]:
+    """tcp_proxy and the variants asked for (all without --variant)."""
+    return {name: specs for name, specs in variants.items()
+            if not only or name == "tcp_proxy" or name in only}
+
+
 def _measure(upstream: tuple[str, int], variants: dict[str, list[FilterSpec]],
              command: Callable[[int], Sequence[str]],
              parse: Callable[[str], tuple[int, float]], rounds: int,
@@ -152,6 +159,7 @@ def _pgbench(args: argparse.Namespace, tmp: Path) -> list[list[str]]:
     lua = _lua_project(tmp)
     variants["lua wasm"] = [_spec(lua, "wasm")]
     variants["lua native"] = [_spec(lua, "native")]
+    variants = _chosen(variants, args.variant)
     tables = []
     with PostgresServer(tls=False) as pg:
         print(f"PostgreSQL {pg.version} ({pg.bin_dir})")
@@ -184,6 +192,7 @@ def _sysbench(args: argparse.Namespace) -> list[list[str]]:
         "mysql wasm": [_spec(filters_dir() / "mysql", "wasm")],
         "mysql native": [_spec(filters_dir() / "mysql", "native")],
     }
+    variants = _chosen(variants, args.variant)
     with MariaDBServer(tls=False) as my:
         def base(port: int) -> list[str]:
             return ["sysbench", "oltp_point_select", "--db-driver=mysql",
@@ -213,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=None,
                     choices=("pgbench-simple", "pgbench-prepared", "sysbench"),
                     help="run only this load (repeatable)")
+    ap.add_argument("--variant", action="append", default=None, metavar="NAME",
+                    help="run only this variant beside tcp_proxy, e.g. 'postgres native' "
+                         "(repeatable; more rounds in the same time)")
     args = ap.parse_args(argv)
     wanted_pg = not args.only or any(o.startswith("pgbench") for o in args.only)
     wanted_my = not args.only or "sysbench" in args.only

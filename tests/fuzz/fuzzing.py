@@ -21,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,7 +283,7 @@ def build(target: Target, work: Path = WORK) -> Path:
 @dataclass
 class FuzzRun:
     target: str
-    seconds: int
+    seconds: int  # wall clock the run took (--runs can end it before the limit)
     executions: int
     corpus: int
     crashes: list[Path]
@@ -304,7 +305,7 @@ def sanitizer_env() -> dict[str, str]:
     return env
 
 
-def fuzz(target: Target, seconds: int, work: Path = WORK) -> FuzzRun:
+def fuzz(target: Target, seconds: int, work: Path = WORK, runs: int = 0) -> FuzzRun:
     """Runs `target` for `seconds` on a corpus seeded from the fixtures (kept
     between runs in work/<name>/corpus); crash inputs land in work/<name>/."""
     binary = build(target, work)
@@ -320,14 +321,18 @@ def fuzz(target: Target, seconds: int, work: Path = WORK) -> FuzzRun:
         old.unlink()
     cmd = [str(binary), f"-max_total_time={seconds}", f"-max_len={MAX_LEN}", "-timeout=10",
            "-rss_limit_mb=2048", "-print_final_stats=1", f"-artifact_prefix={out_dir}/"]
+    if runs:  # stop at this many executions, or at the time limit if that comes first
+        cmd.append(f"-runs={runs}")
     if target.dictionary:
         cmd.append(f"-dict={HERE / target.dictionary}")
     cmd += [str(corpus), str(seeds)]
     if regressions.is_dir():
         cmd.append(str(regressions))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=sanitizer_env(),
                           timeout=seconds + 300)
+    took = max(1, round(time.monotonic() - started))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     log = proc.stderr
@@ -335,7 +340,7 @@ def fuzz(target: Target, seconds: int, work: Path = WORK) -> FuzzRun:
     size = re.findall(r"corp: (\d+)/", log)
     crashes = sorted(p for p in out_dir.iterdir()
                      if p.name.startswith(("crash-", "leak-", "timeout-", "oom-")))
-    return FuzzRun(target.name, seconds, int(execs.group(1)) if execs else 0,
+    return FuzzRun(target.name, took, int(execs.group(1)) if execs else 0,
                    int(size[-1]) if size else 0, crashes, proc.returncode, log, cpu)
 
 
@@ -355,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("targets", nargs="*", default=list(TARGETS), help="default: all")
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("FUZZ_RUNS", "0")),
+                    help="stop a target after this many executions (0: only --seconds)")
     ap.add_argument("--replay", action="store_true", help="only replay the committed regressions")
     args = ap.parse_args(argv)
     failed = False
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(proc.stderr[-4000:])
             failed |= not ok
             continue
-        run = fuzz(target, args.seconds)
+        run = fuzz(target, args.seconds, runs=args.runs)
         print(f"{name}: {run.executions:,} executions in {run.seconds} s "
               f"({run.executions // max(run.seconds, 1):,}/s; {run.cpu_seconds:.0f} CPU-s, "
               f"{run.executions / max(run.cpu_seconds, 0.001):,.0f} per CPU-s), "
