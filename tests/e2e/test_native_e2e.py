@@ -104,6 +104,18 @@ def test_lua_examples_give_identical_metrics_from_the_wasm_and_native_runtime(
 
 # ---------------------------------------------------------------- the Lua sandbox, natively
 
+def _echo_one_read_each(port: int, payloads: tuple[bytes, ...]) -> None:
+    """Sends each payload on one connection and waits for its echo before the
+    next, so each is one read for the filter; every byte must come back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        for payload in payloads:
+            c.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                got += c.recv(65536)
+            assert got == payload
+
+
 RUNAWAY = """\
 local calls = wirelab.counter("calls")
 local ok = wirelab.counter("ok")
@@ -140,13 +152,7 @@ def test_runaway_lua_scripts_are_stopped_natively_and_traffic_flows(tmp_path: Pa
     assert so == project_dir / "build" / "librunaway.so"
     spec = FilterSpec("runaway", so, plugin_config_for(project), target="native")
     with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])]) as envoy:
-        with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
-            for payload in (b"a", b"bb", b"ccc", b"dddd"):
-                c.sendall(payload)  # one read each: the echo comes back before the next
-                got = b""
-                while len(got) < len(payload):
-                    got += c.recv(65536)
-                assert got == payload
+        _echo_one_read_each(envoy.port("echo"), (b"a", b"bb", b"ccc", b"dddd"))
         # four reads, then the client's end of stream: a fifth, empty one
         envoy.stats.wait_for("lua.t.calls", 5)
         snap = envoy.stats.snapshot()
@@ -190,13 +196,7 @@ def test_a_native_lua_metric_made_in_a_callback_is_refused_and_counted(tmp_path,
     spec = FilterSpec("late", build_project(project, target="native").wasm,
                       plugin_config_for(project), target="native")
     with EnvoyProcess([ListenerSpec("echo", echo_server.address, [spec])]) as envoy:
-        with socket.create_connection(("127.0.0.1", envoy.port("echo")), timeout=10) as c:
-            for payload in (b"one", b"two"):
-                c.sendall(payload)
-                got = b""
-                while len(got) < len(payload):
-                    got += c.recv(65536)
-                assert got == payload
+        _echo_one_read_each(envoy.port("echo"), (b"one", b"two"))
         envoy.stats.wait_for("lua.t.reads", 3)  # two reads and the end of stream
         snap = envoy.stats.snapshot()
         assert snap.counter("lua.t.script_errors") == 2
