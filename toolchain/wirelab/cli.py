@@ -432,7 +432,7 @@ def demo(duration: float, keep: bool, as_json: bool, no_dashboard: bool, no_mysq
     """Both databases behind Envoy with both filters, a workload in phases, a live dashboard."""
     from .demo import DemoRun
     from .demo_report import render_summary
-    from .harness.lifecycle import _wait_for_signal
+    from .harness.lifecycle import _stop_on, _wait
     from .top import Top, run_live, run_plain
 
     live = not (no_dashboard or as_json) and sys.stdout.isatty()
@@ -474,10 +474,11 @@ def demo(duration: float, keep: bool, as_json: bool, no_dashboard: bool, no_mysq
             Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(
                 render_summary(figures))
         if keep:
+            stop = _stop_on()
             for label, value in lab.connection_strings():
                 out.print(f"  {label:18} {value}")
             out.print("lab is up; Ctrl-C stops it")
-            _wait_for_signal()
+            _wait(stop)
     finally:
         run.close()
 

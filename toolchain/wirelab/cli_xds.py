@@ -132,7 +132,7 @@ def fleet_up(n: int, root: Path, filters: tuple[Path, ...], postgres: bool, mysq
              state: Path, fleet_file: Path) -> None:
     """Start servers and N Envoys reading the export in --dir; stay up until Ctrl-C."""
     from .fleet import Fleet
-    from .harness.lifecycle import _wait_for_signal
+    from .harness.lifecycle import _stop_on, _wait
     from .harness.state import write_state
 
     if not (postgres or mysql):
@@ -142,6 +142,7 @@ def fleet_up(n: int, root: Path, filters: tuple[Path, ...], postgres: bool, mysq
         info = fl.state()
         fleet_file.write_text(fl.fleet_file(list(filters)))
         info["fleet_file"] = str(fleet_file.absolute())
+        stop = _stop_on()
         write_state(state, info)
         out = Console(highlight=False)
         out.print(f"[bold]fleet of {n} is up[/] (Ctrl-C stops it); state in {state}")
@@ -153,7 +154,7 @@ def fleet_up(n: int, root: Path, filters: tuple[Path, ...], postgres: bool, mysq
         out.print(f"  wirelab xds export {fleet_file} --out {fl.root}")
         out.print(f"  wirelab fleet status --state {state}")
         try:
-            _wait_for_signal()
+            _wait(stop)
         finally:
             state.unlink(missing_ok=True)
 
@@ -186,7 +187,7 @@ def fleet_status_cmd(state: Path, as_json: bool) -> None:
 def run_watch(lab_kwargs: dict, report) -> None:
     """`wirelab up --watch`: a lab whose Envoy reads an export; a saved source republishes."""
     from .harness import Lab
-    from .harness.lifecycle import _wait_for_signal
+    from .harness.lifecycle import _stop_on, _wait
     from .xds.watch import Watcher
 
     if lab_kwargs.get("backend", "local") != "local":
@@ -196,6 +197,7 @@ def run_watch(lab_kwargs: dict, report) -> None:
             result = lab.republish()
             return result.version, result.changed
 
+        stop = _stop_on()
         watcher = Watcher(lab.filter_targets, publish, report).start()
         out = Console(highlight=False)
         out.print("[bold]wirelab lab is up[/], watching the filters' sources (Ctrl-C stops it)")
@@ -203,7 +205,7 @@ def run_watch(lab_kwargs: dict, report) -> None:
             out.print(f"  {label:18} {value}")
         out.print(f"  {'export':18} {lab.envoy.root}")
         try:
-            _wait_for_signal()
+            _wait(stop)
         finally:
             watcher.stop()
 

@@ -27,11 +27,17 @@ from .state import read_state, write_state
 _ALL_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _wait_for_signal(signals: tuple[int, ...] = _ALL_STOPS,
-                     every_second: Callable[[], None] | None = None) -> None:
+def _stop_on(signals: tuple[int, ...] = _ALL_STOPS) -> threading.Event:
+    """An event the signals set. Installed before the lab says it is ready: a
+    Ctrl-C (or `wirelab down`'s SIGTERM) right after that must stop it cleanly,
+    not interrupt it half-way or kill it with its servers left running."""
     stop = threading.Event()
     for sig in signals:
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait(stop: threading.Event, every_second: Callable[[], None] | None = None) -> None:
     while not stop.wait(1.0):
         if every_second is not None:
             every_second()
@@ -42,6 +48,7 @@ def run_foreground(lab_kwargs: dict[str, Any], on_ready: Callable[[Lab], None],
     """Start a lab, report it, and keep it up until Ctrl-C or SIGTERM; pass each error a
     filter logs in Envoy (a Lua error's message, file and line) to `on_filter_error`."""
     with Lab(**lab_kwargs) as lab:
+        stop = _stop_on()
         on_ready(lab)
         seen = 0
 
@@ -53,7 +60,7 @@ def run_foreground(lab_kwargs: dict[str, Any], on_ready: Callable[[Lab], None],
                     on_filter_error(line)
             seen = len(errors)
 
-        _wait_for_signal(every_second=report_new_errors)
+        _wait(stop, every_second=report_new_errors)
 
 
 def _log_path(state: Path) -> Path:
@@ -147,13 +154,14 @@ def _daemon_main(state_arg: str, kwargs_json: str) -> None:
         print(f"wirelab: error: {exc}", flush=True)
         sys.exit(1)
     try:
+        stop = _stop_on((signal.SIGINT, signal.SIGTERM))
         info = lab.state()
         info["pids"]["daemon"] = os.getpid()
         info["log"] = str(_log_path(state))
         info["connect"] = lab.connection_strings()
         write_state(state, info)
         print(f"lab ready; state in {state}", flush=True)
-        _wait_for_signal((signal.SIGINT, signal.SIGTERM))
+        _wait(stop)
     finally:
         state.unlink(missing_ok=True)
         lab.close()
