@@ -302,10 +302,14 @@ static int wl__data(void *filter_envoy, wl_dm_conn *c, wl_dir dir, size_t size, 
     /* Between two reads of a connection the caches forget its state. Ask for
      * the heads of the connection's and the plugin's state now: the lines
      * arrive while Envoy answers the two chunk calls below. */
-    __builtin_prefetch(c->conn.state, 1);
-    __builtin_prefetch((const char *)c->conn.state + 64, 1);
-    __builtin_prefetch(c->worker->plugin.state);
-    __builtin_prefetch((const char *)c->worker->plugin.state + 64);
+    if (c->conn.state) {
+        __builtin_prefetch(c->conn.state, 1);
+        __builtin_prefetch((const char *)c->conn.state + 64, 1);
+    }
+    if (c->worker->plugin.state) {
+        __builtin_prefetch(c->worker->plugin.state);
+        __builtin_prefetch((const char *)c->worker->plugin.state + 64);
+    }
     c->conn.bytes[dir] += size;
     wl_dm_envoy_buffer stack[WL_DM_STACK_CHUNKS];
     wl_dm_envoy_buffer *chunks = stack;
