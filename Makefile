@@ -34,12 +34,14 @@ clean:
 
 # Every libFuzzer target (tests/fuzz/) for FUZZ_SECONDS each (or until
 # FUZZ_RUNS executions, when set: `make fuzz FUZZ_SECONDS=4200 FUZZ_RUNS=10000000`), ASan + UBSan;
+# FUZZ_WORKERS=2 runs each target on two cores (libFuzzer's fork mode);
 # crash inputs land in build/fuzz/<target>/ (commit them under
 # tests/fuzz/regressions/<target>/ with the fix).
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 0
+FUZZ_WORKERS ?= 1
 fuzz: venv sysdeps
-	$(PY) tests/fuzz/fuzzing.py --seconds $(FUZZ_SECONDS) --runs $(FUZZ_RUNS)
+	$(PY) tests/fuzz/fuzzing.py --seconds $(FUZZ_SECONDS) --runs $(FUZZ_RUNS) --workers $(FUZZ_WORKERS)
 
 # Bulk transfers (>= 1 GiB PostgreSQL COPY each way, >= 64 MiB MySQL) and
 # 100,000-connection churn per filter through real Envoy; prints figures

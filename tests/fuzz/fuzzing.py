@@ -305,9 +305,12 @@ def sanitizer_env() -> dict[str, str]:
     return env
 
 
-def fuzz(target: Target, seconds: int, work: Path = WORK, runs: int = 0) -> FuzzRun:
+def fuzz(target: Target, seconds: int, work: Path = WORK, runs: int = 0,
+         workers: int = 1) -> FuzzRun:
     """Runs `target` for `seconds` on a corpus seeded from the fixtures (kept
-    between runs in work/<name>/corpus); crash inputs land in work/<name>/."""
+    between runs in work/<name>/corpus); crash inputs land in work/<name>/.
+    With `workers` > 1, libFuzzer's fork mode runs that many processes on the
+    one corpus (the only way one target uses more than one core)."""
     binary = build(target, work)
     out_dir = binary.parent
     corpus = out_dir / "corpus"
@@ -323,6 +326,8 @@ def fuzz(target: Target, seconds: int, work: Path = WORK, runs: int = 0) -> Fuzz
            "-rss_limit_mb=2048", "-print_final_stats=1", f"-artifact_prefix={out_dir}/"]
     if runs:  # stop at this many executions, or at the time limit if that comes first
         cmd.append(f"-runs={runs}")
+    if workers > 1:
+        cmd.append(f"-fork={workers}")
     if target.dictionary:
         cmd.append(f"-dict={HERE / target.dictionary}")
     cmd += [str(corpus), str(seeds)]
@@ -336,12 +341,21 @@ def fuzz(target: Target, seconds: int, work: Path = WORK, runs: int = 0) -> Fuzz
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     log = proc.stderr
-    execs = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
-    size = re.findall(r"corp: (\d+)/", log)
+    size = re.findall(r"corp: (\d+)[/ ]", log)
     crashes = sorted(p for p in out_dir.iterdir()
                      if p.name.startswith(("crash-", "leak-", "timeout-", "oom-")))
-    return FuzzRun(target.name, took, int(execs.group(1)) if execs else 0,
+    return FuzzRun(target.name, took, executions(log),
                    int(size[-1]) if size else 0, crashes, proc.returncode, log, cpu)
+
+
+def executions(log: str) -> int:
+    """The executions a libFuzzer log reports. Fork mode prints no final
+    stats; its last progress line ("#N: cov: ...") has the total."""
+    final = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
+    if final:
+        return int(final.group(1))
+    progress = re.findall(r"^#(\d+): cov:", log, re.M)
+    return int(progress[-1]) if progress else 0
 
 
 def replay(target: Target, inputs: list[Path], work: Path = WORK) -> subprocess.CompletedProcess:
@@ -362,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
     ap.add_argument("--runs", type=int, default=int(os.environ.get("FUZZ_RUNS", "0")),
                     help="stop a target after this many executions (0: only --seconds)")
+    ap.add_argument("--workers", type=int, default=int(os.environ.get("FUZZ_WORKERS", "1")),
+                    help="processes per target (libFuzzer fork mode; default 1)")
     ap.add_argument("--replay", action="store_true", help="only replay the committed regressions")
     args = ap.parse_args(argv)
     failed = False
@@ -376,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(proc.stderr[-4000:])
             failed |= not ok
             continue
-        run = fuzz(target, args.seconds, runs=args.runs)
+        run = fuzz(target, args.seconds, runs=args.runs, workers=args.workers)
         print(f"{name}: {run.executions:,} executions in {run.seconds} s "
               f"({run.executions // max(run.seconds, 1):,}/s; {run.cpu_seconds:.0f} CPU-s, "
               f"{run.executions / max(run.cpu_seconds, 0.001):,.0f} per CPU-s), "

@@ -26,7 +26,8 @@ def _clang() -> None:
 @pytest.fixture(autouse=True)
 def _lua_sources(request: pytest.FixtureRequest) -> None:
     """The Lua target needs Lua's sources (downloaded by wirelab's build)."""
-    if request.node.callspec.params.get("name") != "lua":
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("name") != "lua":
         return
     from wirelab.errors import BuildError
 
@@ -69,3 +70,13 @@ def test_fuzzing_finds_nothing(name: str, work: Path) -> None:
     run = fuzzing.fuzz(fuzzing.TARGETS[name], SECONDS, work)
     assert run.executions > 0, run.log[-2000:]
     assert run.crashes == [] and run.returncode == 0, run.log[-6000:]
+
+
+def test_executions_are_read_from_a_single_process_log_and_a_fork_mode_log() -> None:
+    single = "#4096\tpulse  cov: 10 ft: 12\nstat::number_of_executed_units: 23441\n"
+    fork = ("#1237: cov: 3065 ft: 3065 corp: 35 exec/s 618 oom/timeout/crash: 0/0/0\n"
+            "#3456: cov: 4144 ft: 4004 corp: 168 exec/s 739 oom/timeout/crash: 0/0/0\n"
+            "INFO: fuzzed for 3456 iterations, wrapping up soon\n")
+    assert fuzzing.executions(single) == 23441
+    assert fuzzing.executions(fork) == 3456
+    assert fuzzing.executions("INFO: -fork=2: 0 seed inputs\n") == 0
