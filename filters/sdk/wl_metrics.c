@@ -56,7 +56,7 @@ wl_metric wl_histogram(const char *fmt, ...) {
  * batch carries every counter touched since the last tick, and several of
  * them move on every message. */
 #define WL_BATCH_TABLE (2 * WL_BATCH_SLOTS)
-#define WL_BATCH_PREFETCH_SLOTS 32 /* natively: the slots of the first 32 metrics defined */
+#define WL_BATCH_PREFETCH_SLOTS 32 /* natively: the slots of the first 32 counters defined */
 
 /* Slots hold id + 1 so that zeroed memory is an empty table: Envoy's metric
  * ids start at 0, and WL_METRIC_INVALID never enters a batch. */
