@@ -48,6 +48,29 @@ enum {
     WL_LUA_CB_TRANSACTION = 1u << 9, /* envoy_on_transaction */
 };
 
+/* The names the runtime uses on the data path: the fields of the tables it
+ * hands to scripts (statements, transactions, MySQL events) and the
+ * callbacks it looks up for every read or event. Each name is written once,
+ * as an identifier: WL_LUA_KEY(sql) is its index, and the string is the
+ * identifier spelled out, so the two cannot disagree. */
+#define WL_LUA_KEYS(X)                                                                        \
+    X(kind) X(direction) X(failed) X(counted) X(sqlstate) X(err_code) X(prepared)           \
+    X(rows_returned) X(rows_affected) X(fetches) X(latency_us) X(end_us) X(sql)             \
+    X(sql_truncated) X(outcome) X(implicit) X(statements) X(command) X(command_code)        \
+    X(cmd_no) X(verb) X(server_version) X(conn_id) X(auth_plugin) X(user) X(database)      \
+    X(stmt_id) X(rows) X(affected_rows) X(warnings) X(results) X(result_set) X(file)        \
+    X(error) X(envoy_on_statement) X(envoy_on_transaction) X(envoy_on_pg_message)          \
+    X(envoy_on_upstream_data) X(envoy_on_downstream_data) X(envoy_on_mysql_command)        \
+    X(envoy_on_mysql_result) X(envoy_on_mysql_event)
+
+#define WL_LUA_KEY(name) WL_LUA_KEY_##name
+typedef enum {
+#define WL_LUA_KEY_ENUM(name) WL_LUA_KEY(name),
+    WL_LUA_KEYS(WL_LUA_KEY_ENUM)
+#undef WL_LUA_KEY_ENUM
+    WL_LUA_KEY_COUNT
+} wl_lua_key;
+
 /* One plugin instance: its Lua VM, limits and built-in metrics. */
 typedef struct wl_lua_vm {
     lua_State *L;
@@ -74,7 +97,7 @@ typedef struct wl_lua_vm {
     int ref_metrics;     /* full name -> metric object */
     int ref_tagsets;     /* base name -> distinct tag sets defined */
     int ref_conn_mt, ref_metric_mt; /* the classes' metatables, checked by reference */
-    int ref_stmt_keys;   /* the field names of statement and transaction tables (wl_lua_stmt.c) */
+    int key_ref[WL_LUA_KEY_COUNT]; /* registry refs of the interned keys (wl_lua_open_keys) */
 } wl_lua_vm;
 
 /* Per-connection runtime state (the SDK allocates it zeroed). */
@@ -101,25 +124,49 @@ extern WL_LUA_THREAD uint32_t wl_lua_current_context;
 /* The VM of any thread of a plugin's Lua state. */
 static inline wl_lua_vm *wl_lua_vm_of(lua_State *L) { return *(wl_lua_vm **)lua_getextraspace(L); }
 
-/* Fields of the table on top of the stack, for the event tables scripts receive. */
-static inline void wl_lua_setstr(lua_State *L, const char *key, const char *s, size_t n) {
+/* Interns every WL_LUA_KEYS name in the VM, once, when it starts. */
+void wl_lua_open_keys(lua_State *L);
+
+/* Pushes the interned string of key k. lua_setfield / lua_getglobal would
+ * look the C string up in Lua's string cache (a hash of its address, then a
+ * strcmp, and on a miss a hash of the whole string) for every field of every
+ * table; this reads one slot of the registry's array part. An enum index
+ * rather than the C string's address: no hashing at all. Registry refs
+ * rather than one table of keys: one lookup per key instead of two, and no
+ * keys table to keep on the stack while a table is built. */
+static inline void wl_lua_push_key(lua_State *L, wl_lua_key k) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, wl_lua_vm_of(L)->key_ref[k]);
+}
+
+/* Pushes the script's global named by key k, as lua_getglobal would (through
+ * _ENV's metamethods). */
+void wl_lua_push_global(lua_State *L, wl_lua_key k);
+
+/* Fields of the table on top of the stack, for the event tables scripts
+ * receive. The tables are fresh and have no metatable, so a raw set is what
+ * lua_setfield would do. */
+static inline void wl_lua_setstr(lua_State *L, wl_lua_key k, const char *s, size_t n) {
+    wl_lua_push_key(L, k);
     lua_pushlstring(L, s ? s : "", s ? n : 0);
-    lua_setfield(L, -2, key);
+    lua_rawset(L, -3);
 }
 
-static inline void wl_lua_setcstr(lua_State *L, const char *key, const char *s) {
+static inline void wl_lua_setcstr(lua_State *L, wl_lua_key k, const char *s) {
+    wl_lua_push_key(L, k);
     lua_pushstring(L, s);
-    lua_setfield(L, -2, key);
+    lua_rawset(L, -3);
 }
 
-static inline void wl_lua_setint(lua_State *L, const char *key, lua_Integer v) {
+static inline void wl_lua_setint(lua_State *L, wl_lua_key k, lua_Integer v) {
+    wl_lua_push_key(L, k);
     lua_pushinteger(L, v);
-    lua_setfield(L, -2, key);
+    lua_rawset(L, -3);
 }
 
-static inline void wl_lua_setbool(lua_State *L, const char *key, int v) {
+static inline void wl_lua_setbool(lua_State *L, wl_lua_key k, int v) {
+    wl_lua_push_key(L, k);
     lua_pushboolean(L, v);
-    lua_setfield(L, -2, key);
+    lua_rawset(L, -3);
 }
 
 /* JSON text -> a Lua value on the stack; raises a Lua error when malformed. */
@@ -152,19 +199,6 @@ void wl_lua_proto_open(lua_State *L); /* message objects and helpers */
 
 /* Statement and transaction events (statement.h) for any protocol's tracker
  * (wl_lua_stmt.c). The tables: */
-/* Interns the field names of statement and transaction tables, and the
- * names of the callbacks looked up on every read (once per VM). */
-void wl_lua_open_stmt(lua_State *L);
-
-/* Callbacks the runtime looks up on every read: wl_lua_push_hook pushes the
- * script's global of that name as lua_getglobal would, without looking the C
- * string up in Lua's string cache each time. */
-typedef enum {
-    WL_LUA_HOOK_PG_MESSAGE,
-    WL_LUA_HOOK_UPSTREAM_DATA,
-    WL_LUA_HOOK_DOWNSTREAM_DATA,
-} wl_lua_hook;
-void wl_lua_push_hook(lua_State *L, wl_lua_hook h);
 void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev);
 void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev);
 /* Inside a running wl_lua_protected() dispatch, with the connection object at

@@ -477,8 +477,29 @@ static int wl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *method
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+void wl_lua_open_keys(lua_State *L) {
+    static const char *const names[WL_LUA_KEY_COUNT] = {
+#define WL_LUA_KEY_NAME(name) #name,
+        WL_LUA_KEYS(WL_LUA_KEY_NAME)
+#undef WL_LUA_KEY_NAME
+    };
+    wl_lua_vm *vm = wl_lua_vm_of(L);
+    for (int k = 0; k < WL_LUA_KEY_COUNT; k++) {
+        lua_pushstring(L, names[k]);
+        vm->key_ref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+}
+
+void wl_lua_push_global(lua_State *L, wl_lua_key k) {
+    lua_pushglobaltable(L);
+    wl_lua_push_key(L, k);
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+}
+
 void wl_lua_open_api(lua_State *L) {
     wl_lua_vm *vm = wl_lua_vm_of(L);
+    wl_lua_open_keys(L);
 
     static const luaL_Reg conn_methods[] = {
         {"id", wl_lua_conn_id},
@@ -531,7 +552,6 @@ void wl_lua_open_api(lua_State *L) {
     vm->ref_metric_mt = wl_lua_new_class(L, METRIC_MT, metric_methods, metric_meta);
     lua_newtable(L);
     vm->ref_metrics = luaL_ref(L, LUA_REGISTRYINDEX);
-    wl_lua_open_stmt(L);
     lua_newtable(L);
     vm->ref_tagsets = luaL_ref(L, LUA_REGISTRYINDEX);
 

@@ -379,9 +379,9 @@ static void wl_lua_pg_feed(wl_lua_pg_feed_ctx *x) {
 static void wl_lua_pg_feed_thunk(lua_State *L, void *ud) {
     wl_lua_pg_feed_ctx *x = ud;
     luaL_checkstack(L, 8, "message dispatch");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->ref_message); /* 1 */
-    wl_lua_push_hook(L, WL_LUA_HOOK_PG_MESSAGE);           /* 2 (nil: statements only) */
-    wl_lua_push_conn(L, x->c);                              /* 3 */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->ref_message);  /* 1 */
+    wl_lua_push_global(L, WL_LUA_KEY(envoy_on_pg_message)); /* 2 (nil: statements only) */
+    wl_lua_push_conn(L, x->c);                               /* 3 */
     x->slot = lua_touserdata(L, 1);
     x->fed = 1;
     wl_lua_pg_feed(x);
@@ -423,20 +423,20 @@ static const char *const wl_lua_mysql_kinds[] = {
 static void wl_lua_mysql_table(lua_State *L, const wl_mysql_event *ev) {
     lua_createtable(L, 0, 12);
     unsigned k = ev->type <= WL_MYSQL_EV_DECODER_ERROR ? ev->type : 0;
-    wl_lua_setcstr(L, "kind", wl_lua_mysql_kinds[k]);
-    wl_lua_setcstr(L, "direction", wl_lua_dir_name(ev->dir));
+    wl_lua_setcstr(L, WL_LUA_KEY(kind), wl_lua_mysql_kinds[k]);
+    wl_lua_setcstr(L, WL_LUA_KEY(direction), wl_lua_dir_name(ev->dir));
     switch (ev->type) {
     case WL_MYSQL_EV_COMMAND:
     case WL_MYSQL_EV_RESULT:
     case WL_MYSQL_EV_COMMAND_DONE:
     case WL_MYSQL_EV_LOCAL_INFILE: {
         const char *cmd = wl_mysql_command_name(ev->command);
-        if (cmd) wl_lua_setcstr(L, "command", cmd);
-        wl_lua_setint(L, "command_code", ev->command);
-        wl_lua_setint(L, "cmd_no", ev->cmd_no);
+        if (cmd) wl_lua_setcstr(L, WL_LUA_KEY(command), cmd);
+        wl_lua_setint(L, WL_LUA_KEY(command_code), ev->command);
+        wl_lua_setint(L, WL_LUA_KEY(cmd_no), ev->cmd_no);
         if (ev->type != WL_MYSQL_EV_RESULT) {
             const char *verb = wl_mysql_verb_name((wl_mysql_verb)ev->verb);
-            if (verb) wl_lua_setcstr(L, "verb", verb);
+            if (verb) wl_lua_setcstr(L, WL_LUA_KEY(verb), verb);
         }
         break;
     }
@@ -444,55 +444,55 @@ static void wl_lua_mysql_table(lua_State *L, const wl_mysql_event *ev) {
     }
     switch (ev->type) {
     case WL_MYSQL_EV_GREETING:
-        wl_lua_setstr(L, "server_version", ev->text, ev->text_len);
-        wl_lua_setint(L, "conn_id", ev->conn_id);
-        wl_lua_setstr(L, "auth_plugin", ev->auth_plugin, ev->auth_plugin_len);
+        wl_lua_setstr(L, WL_LUA_KEY(server_version), ev->text, ev->text_len);
+        wl_lua_setint(L, WL_LUA_KEY(conn_id), ev->conn_id);
+        wl_lua_setstr(L, WL_LUA_KEY(auth_plugin), ev->auth_plugin, ev->auth_plugin_len);
         break;
     case WL_MYSQL_EV_LOGIN:
-        wl_lua_setstr(L, "user", ev->user, ev->user_len);
-        wl_lua_setstr(L, "database", ev->database, ev->database_len);
-        wl_lua_setstr(L, "auth_plugin", ev->auth_plugin, ev->auth_plugin_len);
+        wl_lua_setstr(L, WL_LUA_KEY(user), ev->user, ev->user_len);
+        wl_lua_setstr(L, WL_LUA_KEY(database), ev->database, ev->database_len);
+        wl_lua_setstr(L, WL_LUA_KEY(auth_plugin), ev->auth_plugin, ev->auth_plugin_len);
         break;
     case WL_MYSQL_EV_AUTH_SWITCH:
-        wl_lua_setstr(L, "auth_plugin", ev->auth_plugin, ev->auth_plugin_len);
+        wl_lua_setstr(L, WL_LUA_KEY(auth_plugin), ev->auth_plugin, ev->auth_plugin_len);
         break;
     case WL_MYSQL_EV_LOGIN_FAILED:
-        wl_lua_setint(L, "err_code", ev->err_code);
-        wl_lua_setcstr(L, "sqlstate", ev->sqlstate);
+        wl_lua_setint(L, WL_LUA_KEY(err_code), ev->err_code);
+        wl_lua_setcstr(L, WL_LUA_KEY(sqlstate), ev->sqlstate);
         break;
     case WL_MYSQL_EV_COMMAND:
         if (ev->command == WL_MYSQL_COM_INIT_DB) {
-            wl_lua_setstr(L, "database", ev->text, ev->text_len);
+            wl_lua_setstr(L, WL_LUA_KEY(database), ev->text, ev->text_len);
         } else if (ev->command == WL_MYSQL_COM_CHANGE_USER) {
-            wl_lua_setstr(L, "user", ev->user, ev->user_len);
+            wl_lua_setstr(L, WL_LUA_KEY(user), ev->user, ev->user_len);
         } else if (ev->text) {
-            wl_lua_setstr(L, "sql", ev->text, ev->text_len);
-            wl_lua_setbool(L, "sql_truncated", ev->text_total > ev->text_len);
+            wl_lua_setstr(L, WL_LUA_KEY(sql), ev->text, ev->text_len);
+            wl_lua_setbool(L, WL_LUA_KEY(sql_truncated), ev->text_total > ev->text_len);
         }
-        if (ev->stmt_id) wl_lua_setint(L, "stmt_id", ev->stmt_id);
+        if (ev->stmt_id) wl_lua_setint(L, WL_LUA_KEY(stmt_id), ev->stmt_id);
         break;
     case WL_MYSQL_EV_RESULT:
     case WL_MYSQL_EV_COMMAND_DONE: {
         static const char *const outcomes[] = {"ok", "error", "none"};
         const char *o = ev->outcome <= 2 ? outcomes[ev->outcome] : "ok";
-        wl_lua_setcstr(L, "outcome", o);
+        wl_lua_setcstr(L, WL_LUA_KEY(outcome), o);
         if (ev->outcome == WL_MYSQL_OUTCOME_ERR) {
-            wl_lua_setint(L, "err_code", ev->err_code);
-            wl_lua_setcstr(L, "sqlstate", ev->sqlstate);
+            wl_lua_setint(L, WL_LUA_KEY(err_code), ev->err_code);
+            wl_lua_setcstr(L, WL_LUA_KEY(sqlstate), ev->sqlstate);
         }
-        wl_lua_setint(L, "rows", (lua_Integer)ev->rows);
-        wl_lua_setint(L, "affected_rows", (lua_Integer)ev->affected_rows);
-        wl_lua_setint(L, "warnings", ev->warnings);
-        if (ev->type == WL_MYSQL_EV_COMMAND_DONE) wl_lua_setint(L, "results", ev->results);
-        else wl_lua_setbool(L, "result_set", ev->is_result_set);
+        wl_lua_setint(L, WL_LUA_KEY(rows), (lua_Integer)ev->rows);
+        wl_lua_setint(L, WL_LUA_KEY(affected_rows), (lua_Integer)ev->affected_rows);
+        wl_lua_setint(L, WL_LUA_KEY(warnings), ev->warnings);
+        if (ev->type == WL_MYSQL_EV_COMMAND_DONE) wl_lua_setint(L, WL_LUA_KEY(results), ev->results);
+        else wl_lua_setbool(L, WL_LUA_KEY(result_set), ev->is_result_set);
         break;
     }
     case WL_MYSQL_EV_LOCAL_INFILE:
-        wl_lua_setstr(L, "file", ev->text, ev->text_len);
+        wl_lua_setstr(L, WL_LUA_KEY(file), ev->text, ev->text_len);
         break;
     case WL_MYSQL_EV_PROTOCOL_ERROR:
     case WL_MYSQL_EV_DECODER_ERROR:
-        wl_lua_setstr(L, "error", ev->text, ev->text_len);
+        wl_lua_setstr(L, WL_LUA_KEY(error), ev->text, ev->text_len);
         break;
     default: break;
     }
@@ -501,15 +501,13 @@ static void wl_lua_mysql_table(lua_State *L, const wl_mysql_event *ev) {
 static void wl_lua_mysql_thunk(lua_State *L, void *ud) {
     wl_lua_event_ctx *x = ud;
     const wl_mysql_event *ev = x->ev;
-    const char *fn = ev->type == WL_MYSQL_EV_COMMAND        ? "envoy_on_mysql_command"
-                     : ev->type == WL_MYSQL_EV_COMMAND_DONE ? "envoy_on_mysql_result"
-                                                            : "envoy_on_mysql_event";
     wl_lua_vm *vm = x->vm;
     int table_made = 0;
     /* The specific callback first, then the catch-all for every event. */
     if ((ev->type == WL_MYSQL_EV_COMMAND && (vm->callbacks & WL_LUA_CB_MYSQL_COMMAND)) ||
         (ev->type == WL_MYSQL_EV_COMMAND_DONE && (vm->callbacks & WL_LUA_CB_MYSQL_RESULT))) {
-        lua_getglobal(L, fn);
+        wl_lua_push_global(L, ev->type == WL_MYSQL_EV_COMMAND ? WL_LUA_KEY(envoy_on_mysql_command)
+                                                              : WL_LUA_KEY(envoy_on_mysql_result));
         wl_lua_push_conn(L, x->c);
         wl_lua_mysql_table(L, ev);
         lua_pushvalue(L, -1);
@@ -518,7 +516,7 @@ static void wl_lua_mysql_thunk(lua_State *L, void *ud) {
         lua_call(L, 2, 0);
     }
     if (vm->callbacks & WL_LUA_CB_MYSQL_EVENT) {
-        lua_getglobal(L, "envoy_on_mysql_event");
+        wl_lua_push_global(L, WL_LUA_KEY(envoy_on_mysql_event));
         wl_lua_push_conn(L, x->c);
         if (table_made) lua_pushvalue(L, 1);
         else wl_lua_mysql_table(L, ev);

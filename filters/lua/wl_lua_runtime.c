@@ -455,7 +455,7 @@ static void wl_lua_data_thunk(lua_State *L, void *ud) {
     wl_lua_data_args *a = ud;
     wl_lua_vm *vm = wl_lua_vm_of(L);
     int server = a->r->dir == WL_DIR_SERVER;
-    wl_lua_push_hook(L, server ? WL_LUA_HOOK_UPSTREAM_DATA : WL_LUA_HOOK_DOWNSTREAM_DATA);
+    wl_lua_push_global(L, server ? WL_LUA_KEY(envoy_on_upstream_data) : WL_LUA_KEY(envoy_on_downstream_data));
     wl_lua_push_conn(L, a->c);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_buffer[server]);
     wl_read **slot = lua_touserdata(L, -1);

@@ -4,120 +4,38 @@
  * reports through these, so a script reads the same fields for both. */
 #include "wl_lua.h"
 
-/* The field names, interned once per VM: lua_setfield would look each C
- * string up again (a strcmp against Lua's string cache) for every field of
- * every statement. */
-#define WL_STMT_KEYS(X)                                                                  \
-    X(KIND, "kind") X(FAILED, "failed") X(COUNTED, "counted") X(SQLSTATE, "sqlstate")    \
-    X(ERR_CODE, "err_code") X(PREPARED, "prepared") X(ROWS_RETURNED, "rows_returned")    \
-    X(ROWS_AFFECTED, "rows_affected") X(FETCHES, "fetches") X(LATENCY_US, "latency_us")  \
-    X(END_US, "end_us") X(SQL, "sql") X(SQL_TRUNCATED, "sql_truncated")                  \
-    X(OUTCOME, "outcome") X(IMPLICIT, "implicit") X(STATEMENTS, "statements")            \
-    X(ON_STATEMENT, "envoy_on_statement") X(ON_TRANSACTION, "envoy_on_transaction")         \
-    X(ON_PG_MESSAGE, "envoy_on_pg_message") X(ON_UPSTREAM_DATA, "envoy_on_upstream_data")    \
-    X(ON_DOWNSTREAM_DATA, "envoy_on_downstream_data")
-
-#define WL_KEY_ENUM(id, name) K_##id,
-enum { K__NONE = 0, WL_STMT_KEYS(WL_KEY_ENUM) K__COUNT };
-#undef WL_KEY_ENUM
-#define WL_KEY_NAME(id, name) name,
-static const char *const key_names[K__COUNT - 1] = {WL_STMT_KEYS(WL_KEY_NAME)};
-#undef WL_KEY_NAME
-
-void wl_lua_open_stmt(lua_State *L) {
-    lua_createtable(L, K__COUNT - 1, 0);
-    for (int k = 1; k < K__COUNT; k++) {
-        lua_pushstring(L, key_names[k - 1]);
-        lua_rawseti(L, -2, k);
-    }
-    wl_lua_vm_of(L)->ref_stmt_keys = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-/* Pushes the keys table; returns its index. */
-static int keys(lua_State *L) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, wl_lua_vm_of(L)->ref_stmt_keys);
-    return lua_gettop(L);
-}
-
-/* t[key] = the value on top of the stack (t is a fresh table: raw is enough). */
-static void set(lua_State *L, int t, int kt, int key) {
-    lua_rawgeti(L, kt, key);
-    lua_insert(L, -2);
-    lua_rawset(L, t);
-}
-
-static void setint(lua_State *L, int t, int kt, int key, lua_Integer v) {
-    lua_pushinteger(L, v);
-    set(L, t, kt, key);
-}
-
-static void setbool(lua_State *L, int t, int kt, int key, int v) {
-    lua_pushboolean(L, v);
-    set(L, t, kt, key);
-}
-
 static lua_Integer micros(uint64_t start_ns, uint64_t end_ns) {
     return end_ns > start_ns ? (lua_Integer)((end_ns - start_ns) / 1000u) : 0;
 }
 
 void wl_lua_push_stmt(lua_State *L, const wl_stmt_event *ev) {
-    int kt = keys(L);
     lua_createtable(L, 0, 13);
-    int t = lua_gettop(L);
-    lua_pushstring(L, ev->kind_name ? ev->kind_name : "other");
-    set(L, t, kt, K_KIND);
-    setbool(L, t, kt, K_FAILED, ev->failed);
-    setbool(L, t, kt, K_COUNTED, !ev->not_counted);
+    wl_lua_setcstr(L, WL_LUA_KEY(kind), ev->kind_name ? ev->kind_name : "other");
+    wl_lua_setbool(L, WL_LUA_KEY(failed), ev->failed);
+    wl_lua_setbool(L, WL_LUA_KEY(counted), !ev->not_counted);
     if (ev->failed) {
-        lua_pushstring(L, ev->sqlstate);
-        set(L, t, kt, K_SQLSTATE);
-        if (ev->err_code) setint(L, t, kt, K_ERR_CODE, ev->err_code);
+        wl_lua_setcstr(L, WL_LUA_KEY(sqlstate), ev->sqlstate);
+        if (ev->err_code) wl_lua_setint(L, WL_LUA_KEY(err_code), ev->err_code);
     }
-    setbool(L, t, kt, K_PREPARED, ev->prepared);
+    wl_lua_setbool(L, WL_LUA_KEY(prepared), ev->prepared);
     if (ev->has_rows) {
-        setint(L, t, kt, K_ROWS_RETURNED, (lua_Integer)ev->rows_returned);
-        setint(L, t, kt, K_ROWS_AFFECTED, (lua_Integer)ev->rows_affected);
+        wl_lua_setint(L, WL_LUA_KEY(rows_returned), (lua_Integer)ev->rows_returned);
+        wl_lua_setint(L, WL_LUA_KEY(rows_affected), (lua_Integer)ev->rows_affected);
     }
-    setint(L, t, kt, K_FETCHES, ev->fetches);
-    if (!ev->untimed) setint(L, t, kt, K_LATENCY_US, micros(ev->start_ns, ev->end_ns));
-    setint(L, t, kt, K_END_US, (lua_Integer)(ev->end_ns / 1000u));
-    lua_pushlstring(L, ev->sql ? ev->sql : "", ev->sql ? ev->sql_len : 0);
-    set(L, t, kt, K_SQL);
-    setbool(L, t, kt, K_SQL_TRUNCATED, ev->sql_truncated);
-    lua_remove(L, kt);
+    wl_lua_setint(L, WL_LUA_KEY(fetches), ev->fetches);
+    if (!ev->untimed) wl_lua_setint(L, WL_LUA_KEY(latency_us), micros(ev->start_ns, ev->end_ns));
+    wl_lua_setint(L, WL_LUA_KEY(end_us), (lua_Integer)(ev->end_ns / 1000u));
+    wl_lua_setstr(L, WL_LUA_KEY(sql), ev->sql, ev->sql_len);
+    wl_lua_setbool(L, WL_LUA_KEY(sql_truncated), ev->sql_truncated);
 }
 
 void wl_lua_push_txn(lua_State *L, const wl_txn_event *ev) {
-    int kt = keys(L);
     lua_createtable(L, 0, 5);
-    int t = lua_gettop(L);
-    lua_pushstring(L, ev->outcome == WL_TXN_COMMIT ? "commit" : "rollback");
-    set(L, t, kt, K_OUTCOME);
-    setbool(L, t, kt, K_IMPLICIT, ev->implicit);
-    setint(L, t, kt, K_STATEMENTS, ev->statements);
-    setint(L, t, kt, K_LATENCY_US, micros(ev->start_ns, ev->end_ns));
-    setint(L, t, kt, K_END_US, (lua_Integer)(ev->end_ns / 1000u));
-    lua_remove(L, kt);
-}
-
-/* Pushes the global function named by key k (through _ENV's metamethods, as
- * lua_getglobal does, but without the string lookup). */
-static void push_global(lua_State *L, int k);
-
-void wl_lua_push_hook(lua_State *L, wl_lua_hook h) {
-    static const int key_of[] = {[WL_LUA_HOOK_PG_MESSAGE] = K_ON_PG_MESSAGE,
-                                 [WL_LUA_HOOK_UPSTREAM_DATA] = K_ON_UPSTREAM_DATA,
-                                 [WL_LUA_HOOK_DOWNSTREAM_DATA] = K_ON_DOWNSTREAM_DATA};
-    push_global(L, key_of[h]);
-}
-
-static void push_global(lua_State *L, int k) {
-    lua_pushglobaltable(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, wl_lua_vm_of(L)->ref_stmt_keys);
-    lua_rawgeti(L, -1, k);
-    lua_remove(L, -2);
-    lua_gettable(L, -2);
-    lua_remove(L, -2);
+    wl_lua_setcstr(L, WL_LUA_KEY(outcome), ev->outcome == WL_TXN_COMMIT ? "commit" : "rollback");
+    wl_lua_setbool(L, WL_LUA_KEY(implicit), ev->implicit);
+    wl_lua_setint(L, WL_LUA_KEY(statements), ev->statements);
+    wl_lua_setint(L, WL_LUA_KEY(latency_us), micros(ev->start_ns, ev->end_ns));
+    wl_lua_setint(L, WL_LUA_KEY(end_us), (lua_Integer)(ev->end_ns / 1000u));
 }
 
 /* `txn` picks the event: a transaction (1) or a statement (0). */
@@ -135,7 +53,7 @@ static int script_wants(const wl_lua_vm *vm, int txn) {
 static int call_event(lua_State *L) {
     const void *ev = lua_touserdata(L, 1);
     int txn = lua_toboolean(L, 3);
-    push_global(L, txn ? K_ON_TRANSACTION : K_ON_STATEMENT);
+    wl_lua_push_global(L, txn ? WL_LUA_KEY(envoy_on_transaction) : WL_LUA_KEY(envoy_on_statement));
     lua_pushvalue(L, 2);
     if (txn) wl_lua_push_txn(L, ev);
     else wl_lua_push_stmt(L, ev);

@@ -56,7 +56,7 @@ wl_metric wl_histogram(const char *fmt, ...) {
  * batch carries every counter touched since the last tick, and several of
  * them move on every message. */
 #define WL_BATCH_TABLE (2 * WL_BATCH_SLOTS)
-#define WL_BATCH_PREFETCH_SLOTS 32 /* natively: the slots of the first 32 metrics defined */
+#define WL_BATCH_PREFETCH_SLOTS 32 /* natively: the slots of the first 32 counters defined */
 
 /* Slots hold id + 1 so that zeroed memory is an empty table: Envoy's metric
  * ids start at 0, and WL_METRIC_INVALID never enters a batch. */
@@ -94,9 +94,13 @@ void wl__batch_enter(wl_plugin *p) {
 #if !defined(WL_TARGET_WASM)
     wl_batch *b = wl__cur;
     /* Natively the first metrics a filter defines take the first slots
-     * (wl__slot_of), and filters define the ones every read moves first.
-     * Between two reads the caches forget them: asking for those lines now
-     * overlaps the misses instead of taking them one by one at each add. */
+     * (wl__slot_of), and filters define the ones every read moves first
+     * (filters/postgres and filters/mysql: their per-query counters, before
+     * the rest). Between two reads the caches forget them: asking for those
+     * lines now overlaps the misses instead of taking them one by one at each
+     * add. Fixed lines, not the slots the batch holds (used[]): those
+     * addresses would first need a load of used[], itself a miss here, and a
+     * loop over it on every callback. */
     for (int i = 0; i < WL_BATCH_PREFETCH_SLOTS; i += 4) __builtin_prefetch(&b->slot[i], 1);
 #endif
 }
