@@ -349,13 +349,14 @@ def fuzz(target: Target, seconds: int, work: Path = WORK, runs: int = 0,
 
 
 def executions(log: str) -> int:
-    """The executions a libFuzzer log reports. Fork mode prints no final
-    stats; its last progress line ("#N: cov: ...") has the total."""
-    final = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
-    if final:
-        return int(final.group(1))
+    """The executions a libFuzzer log reports. In fork mode the final stats
+    are the parent's own (0): the total is on its last progress line
+    ("#N: cov: ...", a form only fork mode prints)."""
     progress = re.findall(r"^#(\d+): cov:", log, re.M)
-    return int(progress[-1]) if progress else 0
+    if progress:
+        return int(progress[-1])
+    final = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
+    return int(final.group(1)) if final else 0
 
 
 def replay(target: Target, inputs: list[Path], work: Path = WORK) -> subprocess.CompletedProcess:

@@ -76,7 +76,8 @@ def test_executions_are_read_from_a_single_process_log_and_a_fork_mode_log() -> 
     single = "#4096\tpulse  cov: 10 ft: 12\nstat::number_of_executed_units: 23441\n"
     fork = ("#1237: cov: 3065 ft: 3065 corp: 35 exec/s 618 oom/timeout/crash: 0/0/0\n"
             "#3456: cov: 4144 ft: 4004 corp: 168 exec/s 739 oom/timeout/crash: 0/0/0\n"
-            "INFO: fuzzed for 3456 iterations, wrapping up soon\n")
+            "INFO: fuzzed for 3456 iterations, wrapping up soon\n"
+            "stat::number_of_executed_units: 0\n")
     assert fuzzing.executions(single) == 23441
     assert fuzzing.executions(fork) == 3456
     assert fuzzing.executions("INFO: -fork=2: 0 seed inputs\n") == 0
