@@ -11,8 +11,8 @@
  *  - no memory error or undefined behaviour in the runtime, the API or Lua;
  *  - the API never raises for a message the decoder produced (an error-level
  *    log line aborts);
- *  - the Lua heap after each connection (collected) stays under 256 KiB:
- *    nothing of a finished connection is kept;
+ *  - the Lua heap (collected) after each input's last connection stays
+ *    under 256 KiB: nothing of a finished connection is kept;
  *  - the fields' values, in order, and the runtime's metric deltas
  *    (decoder_errors, script_errors, ...) are identical whether each
  *    direction's run of bytes is one read, each chunk is, or the reads are
